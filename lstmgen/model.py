@@ -1,0 +1,378 @@
+"""The character language model: embedding → L stacked cells → dropout → decoder → softmax.
+
+Notation: B batch, T time, E embedding, H hidden, V vocabulary, L layers, G gate blocks.
+
+Parameters are one flat dict of arrays named and laid out as PyTorch's ``state_dict`` of
+``nn.Embedding(V, E)``, ``nn.LSTM/GRU/RNN(E, H, num_layers=L)`` and ``nn.Linear(H, V)``
+(see CONTRACTS.md §2), plus ``rnn.weight_peep_l{k}`` (3, H) for the peephole cell. All of
+them are views into one contiguous buffer (``CharLM.flat``), and so are the gradients, so
+that clipping and the optimizer run as a few vector operations over the whole model.
+
+Speed notes. The first layer's input projection is a lookup: ``W_ih0 @ embedding.T + b`` is a
+(G·H, V) table, gathered by character id; its gradient is reduced per id and folded back into
+the embedding and W_ih0. Every other input projection is one GEMM over all time steps, and
+every weight gradient is one GEMM over all B·T columns (see ``cells``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from lstmgen.cells import CELLS, trace_quantities
+from lstmgen.errors import ConfigError
+
+CELL_TYPES = tuple(CELLS)
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shape of a model: everything needed to rebuild it from its parameters."""
+
+    vocab_size: int
+    cell: str = "lstm"
+    layers: int = 2
+    hidden: int = 256
+    embed: int = 64
+    dropout: float = 0.0
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ConfigError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        for name in ("vocab_size", "layers", "hidden", "embed"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be float32 or float64, got {self.dtype!r}")
+
+    @property
+    def gates(self) -> int:
+        return CELLS[self.cell].gates
+
+    @property
+    def np_dtype(self):
+        return DTYPES[self.dtype]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of every parameter, in a fixed order."""
+    GH, H = cfg.gates * cfg.hidden, cfg.hidden
+    shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (cfg.vocab_size, cfg.embed)}
+    for k in range(cfg.layers):
+        shapes[f"rnn.weight_ih_l{k}"] = (GH, cfg.embed if k == 0 else H)
+        shapes[f"rnn.weight_hh_l{k}"] = (GH, H)
+        shapes[f"rnn.bias_ih_l{k}"] = (GH,)
+        shapes[f"rnn.bias_hh_l{k}"] = (GH,)
+        if cfg.cell == "peephole":
+            shapes[f"rnn.weight_peep_l{k}"] = (3, H)
+    shapes["decoder.weight"] = (cfg.vocab_size, H)
+    shapes["decoder.bias"] = (cfg.vocab_size,)
+    return shapes
+
+
+def flat_views(shapes: dict[str, tuple[int, ...]], dtype) -> tuple[np.ndarray, dict]:
+    """One zeroed contiguous buffer and a dict of named views into it."""
+    sizes = [int(np.prod(s)) for s in shapes.values()]
+    flat = np.zeros(sum(sizes), dtype=dtype)
+    views, off = {}, 0
+    for (name, shape), n in zip(shapes.items(), sizes):
+        views[name] = flat[off : off + n].reshape(shape)
+        off += n
+    return flat, views
+
+
+def init_params(cfg: ModelConfig, params: dict, rng: np.random.Generator) -> None:
+    """PyTorch's default initialisation, plus a forget-gate bias of 1 (Jozefowicz et al. 2015).
+
+    Recurrent weights and biases and the decoder ~ U(−1/√H, 1/√H); embedding ~ N(0, 1).
+    For cifg (f = 1 − i) the input-gate bias is −1, which gives the same initial f = σ(1).
+    """
+    H = cfg.hidden
+    k = 1.0 / np.sqrt(H)
+    for name, p in params.items():
+        if name == "embedding.weight":
+            p[...] = rng.standard_normal(p.shape)
+        else:
+            p[...] = rng.uniform(-k, k, p.shape)
+    for layer in range(cfg.layers):
+        b_ih, b_hh = params[f"rnn.bias_ih_l{layer}"], params[f"rnn.bias_hh_l{layer}"]
+        if cfg.cell in ("lstm", "peephole"):
+            b_ih[H : 2 * H], b_hh[H : 2 * H] = 1.0, 0.0
+        elif cfg.cell == "cifg":
+            b_ih[:H], b_hh[:H] = -1.0, 0.0
+
+
+def _rec_params(cfg: ModelConfig, params: dict, k: int) -> dict:
+    rec = {"w_hh": params[f"rnn.weight_hh_l{k}"]}
+    if cfg.cell == "gru":
+        rec["b_hh"] = params[f"rnn.bias_hh_l{k}"]
+    if cfg.cell == "peephole":
+        rec["peep"] = params[f"rnn.weight_peep_l{k}"]
+    return rec
+
+
+def _input_bias(cfg: ModelConfig, params: dict, k: int) -> np.ndarray:
+    """The bias added to the input projection: b_ih + b_hh (GRU: b_hn stays in the cell)."""
+    b = params[f"rnn.bias_ih_l{k}"] + params[f"rnn.bias_hh_l{k}"]
+    if cfg.cell == "gru":
+        b[2 * cfg.hidden :] = params[f"rnn.bias_ih_l{k}"][2 * cfg.hidden :]
+    return b  # (G·H,)
+
+
+def input_table(cfg: ModelConfig, params: dict) -> np.ndarray:
+    """(V, G·H): the first layer's input projection of every character, bias included."""
+    table = params["embedding.weight"] @ params["rnn.weight_ih_l0"].T  # (V, G·H)
+    table += _input_bias(cfg, params, 0)
+    return table
+
+
+def zero_state(cfg: ModelConfig, batch: int) -> list[tuple[np.ndarray, ...]]:
+    """Per layer, a tuple of (H, B) arrays: (h, c) for the LSTM family, (h,) otherwise."""
+    n = CELLS[cfg.cell].n_states
+    return [
+        tuple(np.zeros((cfg.hidden, batch), dtype=cfg.np_dtype) for _ in range(n))
+        for _ in range(cfg.layers)
+    ]
+
+
+def _time_to_flat(x: np.ndarray) -> np.ndarray:
+    T, F, B = x.shape
+    return np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(F, T * B)
+
+
+def forward(cfg, params, x, state, rng=None):
+    """Forward over a batch of sequences.
+
+    x      (B, T) int character ids
+    state  per layer, tuple of (H, B) arrays (see ``zero_state``)
+    rng    a numpy Generator for dropout masks, or None for evaluation (no dropout)
+    returns (logits (V, T·B) with column t·B + b, new state, cache for ``backward``)
+    """
+    spec = CELLS[cfg.cell]
+    ids = np.ascontiguousarray(x.T)  # (T, B)
+    T, B = ids.shape
+    table = input_table(cfg, params)  # (V, G·H)
+    xp = np.ascontiguousarray(table[ids].transpose(0, 2, 1))  # (T, G·H, B)
+    p = cfg.dropout if rng is not None else 0.0
+    new_state, layers = [], []
+    inp = None
+    for k in range(cfg.layers):
+        if k > 0:
+            xp = np.matmul(params[f"rnn.weight_ih_l{k}"], inp)  # (T, G·H, B)
+            xp += _input_bias(cfg, params, k)[:, None]
+        hs, st, cache = spec.forward(xp, state[k], _rec_params(cfg, params, k))
+        new_state.append(st)
+        mask = None
+        if p > 0.0:
+            mask = rng.random(hs.shape, dtype=cfg.np_dtype) >= p
+            mask = mask.astype(cfg.np_dtype) * cfg.np_dtype(1.0 / (1.0 - p))
+            out = hs * mask
+        else:
+            out = hs
+        layers.append((inp, cache, mask))
+        inp = out  # (T, H, B)
+    top = _time_to_flat(inp)  # (H, T·B)
+    logits = params["decoder.weight"] @ top  # (V, T·B)
+    logits += params["decoder.bias"][:, None]
+    return logits, new_state, (ids, table, layers, top)
+
+
+def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean −ln softmax(logits)[target] over columns, and the softmax.
+
+    logits (V, N), targets (N,) → (loss, probs (V, N))
+    """
+    N = logits.shape[1]
+    probs = logits - logits.max(axis=0)
+    np.exp(probs, out=probs)
+    z = probs.sum(axis=0)
+    probs /= z
+    picked = probs[targets, np.arange(N)]
+    loss = -float(np.mean(np.log(np.maximum(picked, np.finfo(probs.dtype).tiny))))
+    return loss, probs
+
+
+def _sum_logprob(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Σ −ln softmax(logits)[target], exact in log space (no underflow of tiny probabilities)."""
+    m = logits.max(axis=0)
+    lse = np.log(np.exp(logits - m).sum(axis=0)) + m
+    return float(np.sum(lse - logits[targets, np.arange(logits.shape[1])], dtype=np.float64))
+
+
+def _embedding_table_grad(dxp_flat: np.ndarray, ids_flat: np.ndarray, V: int) -> np.ndarray:
+    """(G·H, V): the columns of dxp_flat (G·H, N) summed by character id — without np.add.at."""
+    order = np.argsort(ids_flat, kind="stable")
+    sorted_ids = ids_flat[order]
+    uniq, starts = np.unique(sorted_ids, return_index=True)
+    dtab = np.zeros((dxp_flat.shape[0], V), dtype=dxp_flat.dtype)
+    dtab[:, uniq] = np.add.reduceat(dxp_flat[:, order], starts, axis=1)
+    return dtab
+
+
+def backward(cfg, params, dlogits, cache, grads, dstate=None):
+    """Backward of ``forward``: fills ``grads`` (same keys as params) and returns dL/d(state0).
+
+    dlogits (V, T·B); dstate: per layer, gradient w.r.t. the final state (None = zeros).
+    """
+    spec = CELLS[cfg.cell]
+    ids, table, layers, top = cache
+    T, B = ids.shape
+    H = cfg.hidden
+    np.matmul(dlogits, top.T, out=grads["decoder.weight"])
+    np.sum(dlogits, axis=1, out=grads["decoder.bias"])
+    dtop = params["decoder.weight"].T @ dlogits  # (H, T·B)
+    dout = np.ascontiguousarray(dtop.reshape(H, T, B).transpose(1, 0, 2))  # (T, H, B)
+    dstate0 = [None] * cfg.layers
+    for k in range(cfg.layers - 1, -1, -1):
+        inp, cache_k, mask = layers[k]
+        if mask is not None:
+            dout *= mask
+        if dstate is not None:
+            dst = dstate[k]
+        else:  # truncated BPTT: the final state does not affect the loss
+            dst = tuple(np.zeros((H, B), dtype=dout.dtype) for _ in range(spec.n_states))
+        dxp, dxp_flat, dstate0[k], drec = spec.backward(dout, dst, cache_k)
+        grads[f"rnn.weight_hh_l{k}"][...] = drec["w_hh"]
+        db = grads[f"rnn.bias_ih_l{k}"]
+        np.sum(dxp_flat, axis=1, out=db)
+        grads[f"rnn.bias_hh_l{k}"][...] = drec.get("b_hh", db)
+        if "peep" in drec:
+            grads[f"rnn.weight_peep_l{k}"][...] = drec["peep"]
+        w_ih = params[f"rnn.weight_ih_l{k}"]
+        if k > 0:
+            np.matmul(dxp_flat, _time_to_flat(inp).T, out=grads[f"rnn.weight_ih_l{k}"])
+            dout = np.matmul(w_ih.T, dxp)  # (T, H, B): into the layer below
+        else:
+            dtab = _embedding_table_grad(dxp_flat, ids.reshape(-1), cfg.vocab_size)  # (G·H, V)
+            np.matmul(dtab, params["embedding.weight"], out=grads["rnn.weight_ih_l0"])
+            np.matmul(dtab.T, w_ih, out=grads["embedding.weight"])
+    return dstate0
+
+
+class CharLM:
+    """A character language model: configuration plus parameters (views of one flat buffer)."""
+
+    def __init__(self, cfg: ModelConfig, seed: int | None = 0, params: dict | None = None):
+        self.cfg = cfg
+        self.shapes = param_shapes(cfg)
+        self.flat, self.params = flat_views(self.shapes, cfg.np_dtype)
+        if params is None:
+            init_params(cfg, self.params, np.random.default_rng(seed))
+        else:
+            self.load_params(params)
+
+    def load_params(self, params: dict) -> None:
+        """Copy named arrays (PyTorch layout) in; every name and shape must match."""
+        if set(params) != set(self.shapes):
+            missing = sorted(set(self.shapes) - set(params))
+            extra = sorted(set(params) - set(self.shapes))
+            raise ConfigError(f"parameter names do not match the model: missing {missing}, extra {extra}")
+        for name, shape in self.shapes.items():
+            if tuple(params[name].shape) != shape:
+                raise ConfigError(f"{name} has shape {tuple(params[name].shape)}, expected {shape}")
+            self.params[name][...] = params[name]
+
+    @property
+    def num_params(self) -> int:
+        return int(self.flat.size)
+
+    def zero_state(self, batch: int = 1):
+        return zero_state(self.cfg, batch)
+
+    def new_grads(self) -> tuple[np.ndarray, dict]:
+        return flat_views(self.shapes, self.cfg.np_dtype)
+
+    def loss_and_grads(self, x, y, state, rng=None, grads=None, dstate=None):
+        """Mean cross-entropy over all B·T positions, its gradients, the final state and dL/dstate0.
+
+        x, y (B, T) int ids (y = x shifted by one); ``grads`` is a dict from ``new_grads`` to fill.
+        """
+        if grads is None:
+            _, grads = self.new_grads()
+        logits, new_state, cache = forward(self.cfg, self.params, x, state, rng)
+        targets = np.ascontiguousarray(y.T).reshape(-1)  # (T·B,) in column order
+        loss, dlogits = cross_entropy(logits, targets)
+        dlogits[targets, np.arange(targets.size)] -= 1.0
+        dlogits /= targets.size
+        dstate0 = backward(self.cfg, self.params, dlogits, cache, grads, dstate)
+        return loss, grads, new_state, dstate0
+
+    def logits(self, x, state):
+        """(B, T, V) logits for ids x (B, T) and the final state; no dropout."""
+        logits, new_state, _ = forward(self.cfg, self.params, x, state, None)
+        B, T = x.shape
+        return logits.reshape(-1, T, B).transpose(2, 1, 0), new_state
+
+    def sum_loss(self, x, y, state):
+        """Σ −ln p(y | x) over all B·T positions (float64) and the final state; no dropout."""
+        logits, new_state, _ = forward(self.cfg, self.params, x, state, None)
+        return _sum_logprob(logits, np.ascontiguousarray(y.T).reshape(-1)), new_state
+
+    def trace(self, ids, state=None):
+        """Run one sequence ids (T,) and report every gate and state per layer and step.
+
+        Returns (per layer a dict quantity → (T, H) array, probs (T, V), final state).
+        Quantities: i, f, g, o, c, h (lstm, peephole, cifg); r, z, n, h (gru); h (rnn).
+        Row t is taken right after the model read character t.
+        """
+        x = np.asarray(ids, dtype=np.int64)[None, :]  # (1, T)
+        if state is None:
+            state = self.zero_state(1)
+        logits, new_state, (_, _, layers, _) = forward(self.cfg, self.params, x, state, None)
+        out = []
+        for _, cache_k, _ in layers:
+            q = trace_quantities(self.cfg.cell, cache_k)
+            out.append({name: np.ascontiguousarray(a[:, :, 0]) for name, a in q.items()})
+        probs = logits - logits.max(axis=0)
+        np.exp(probs, out=probs)
+        probs /= probs.sum(axis=0)
+        return out, np.ascontiguousarray(probs.T), new_state
+
+    def stepper(self, batch: int = 1) -> Stepper:
+        return Stepper(self, batch)
+
+
+class Stepper:
+    """One-step generation: (state, character ids) → (new state, logits), no weight-sized allocation.
+
+    Precomputes the first layer's (V, G·H) input table, each other layer's bias, and a
+    fused [W_ih | W_hh] matrix, so that one step costs one small GEMM per layer plus the
+    decoder. The state lives in the stepper (``self.state``); ``step`` updates it.
+    """
+
+    def __init__(self, model: CharLM, batch: int = 1):
+        cfg, params = model.cfg, model.params
+        self.cfg, self.batch = cfg, batch
+        self.spec = CELLS[cfg.cell]
+        self.table = input_table(cfg, params)  # (V, G·H)
+        self.w_ih = [None] + [params[f"rnn.weight_ih_l{k}"] for k in range(1, cfg.layers)]
+        self.bias = [None] + [_input_bias(cfg, params, k)[None, :, None] for k in range(1, cfg.layers)]
+        self.rec = [_rec_params(cfg, params, k) for k in range(cfg.layers)]
+        self.w_dec, self.b_dec = params["decoder.weight"], params["decoder.bias"][:, None]
+        self.logits_buf = np.empty((cfg.vocab_size, batch), dtype=cfg.np_dtype)
+        self.reset()
+
+    def reset(self, state=None) -> None:
+        self.state = state if state is not None else zero_state(self.cfg, self.batch)
+
+    def step(self, ids) -> np.ndarray:
+        """Feed character ids (B,) and return the next-character logits (B, V) (a reused buffer)."""
+        xp = self.table[np.asarray(ids).reshape(self.batch)].T[None]  # (1, G·H, B)
+        h = None
+        for k in range(self.cfg.layers):
+            if k > 0:
+                xp = np.matmul(self.w_ih[k], h)  # (1, G·H, B)
+                xp += self.bias[k]
+            hs, self.state[k], _ = self.spec.forward(xp, self.state[k], self.rec[k])
+            h = hs
+        np.matmul(self.w_dec, h[0], out=self.logits_buf)  # (V, B)
+        self.logits_buf += self.b_dec
+        return self.logits_buf.T

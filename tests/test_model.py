@@ -1,0 +1,221 @@
+"""Behaviour of the language model: chunking, initial loss, learning, one-step API, tracing."""
+
+import math
+
+import numpy as np
+import pytest
+
+from lstmgen.model import CharLM, ModelConfig
+from lstmgen.optim import Optimizer, clip_grad_norm_, lr_at
+
+
+def _model(cell, dtype="float64", **kw):
+    cfg = ModelConfig(vocab_size=kw.pop("V", 9), cell=cell, layers=kw.pop("L", 2), hidden=kw.pop("H", 6),
+                      embed=kw.pop("E", 5), dtype=dtype, **kw)
+    return CharLM(cfg, seed=4)
+
+
+def test_chunked_equals_whole(cell):
+    """T steps in chunks with carried state = one pass: logits, final state, loss and gradients."""
+    m = _model(cell)
+    rng = np.random.default_rng(0)
+    B, T = 3, 12
+    x = rng.integers(0, 9, (B, T))
+    y = rng.integers(0, 9, (B, T))
+    whole_logits, whole_state = m.logits(x, m.zero_state(B))
+    state, parts, states_in = m.zero_state(B), [], []
+    for s in range(0, T, 5):  # chunks 5, 5, 2
+        states_in.append(state)
+        lg, state = m.logits(x[:, s : s + 5], state)
+        parts.append(lg)
+    np.testing.assert_allclose(np.concatenate(parts, axis=1), whole_logits, rtol=1e-12, atol=1e-12)
+    for a, b in zip(state, whole_state):
+        for u, v in zip(a, b):
+            np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
+
+    # the whole loss is the chunk losses weighted by their lengths
+    loss_w, *_ = m.loss_and_grads(x, y, m.zero_state(B))
+    loss_c = sum(m.loss_and_grads(x[:, s : s + 5], y[:, s : s + 5], st)[0] * x[:, s : s + 5].shape[1] / T
+                 for s, st in zip(range(0, T, 5), states_in))
+    assert loss_c == pytest.approx(loss_w, rel=1e-12)
+
+
+def test_chunked_gradients_equal_whole(cell):
+    """Σ over chunks of weighted gradients, chained through dL/dstate, equals the whole pass."""
+    m = _model(cell)
+    rng = np.random.default_rng(1)
+    B, T, C = 2, 10, 4
+    x = rng.integers(0, 9, (B, T))
+    y = rng.integers(0, 9, (B, T))
+    _, grads_w, _, _ = m.loss_and_grads(x, y, m.zero_state(B))
+    flat_w = np.concatenate([grads_w[k].ravel() for k in m.params])
+
+    starts = list(range(0, T, C))
+    states, state = [], m.zero_state(B)
+    for s in starts:
+        states.append(state)
+        _, state = m.logits(x[:, s : s + C], state)
+    total = {k: np.zeros_like(v) for k, v in m.params.items()}
+    dstate = None  # gradient of the *whole* objective w.r.t. this chunk's final state
+    for s, st in reversed(list(zip(starts, states))):
+        n = x[:, s : s + C].shape[1]
+        w = n / T  # whole loss = Σ_chunks w · chunk loss
+        # scale dstate into the chunk's own units (its loss is weighted by w in the whole objective)
+        ds = None if dstate is None else [tuple(d / w for d in part) for part in dstate]
+        _, grads, _, d0 = m.loss_and_grads(x[:, s : s + C], y[:, s : s + C], st, dstate=ds)
+        for k in total:
+            total[k] += w * grads[k]
+        dstate = [tuple(w * d for d in part) for part in d0]
+    flat_c = np.concatenate([total[k].ravel() for k in m.params])
+    np.testing.assert_allclose(flat_c, flat_w, rtol=1e-9, atol=1e-13)
+
+
+def test_loss_at_initialisation_is_near_ln_v(cell):
+    m = _model(cell, dtype="float32", V=65, H=64, E=32)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 65, (8, 32))
+    y = rng.integers(0, 65, (8, 32))
+    loss, _, _, _ = m.loss_and_grads(x, y, m.zero_state(8))
+    assert abs(loss - math.log(65)) < 0.15
+
+
+def test_tiny_model_overfits_a_short_string(cell):
+    text = "hello lstmgen! "
+    vocab = sorted(set(text))
+    ids = np.array([vocab.index(c) for c in text * 4])
+    m = _model(cell, dtype="float32", V=len(vocab), H=32, E=16, L=1)
+    opt = Optimizer("adam", m.flat.size, np.float32)
+    x, y = ids[None, :-1], ids[None, 1:]
+    flat_g, grads = m.new_grads()
+    for _ in range(300):
+        loss, _, _, _ = m.loss_and_grads(x, y, m.zero_state(1), grads=grads)
+        clip_grad_norm_(flat_g, 5.0)
+        opt.step(m.flat, flat_g, 0.02)
+    assert loss < 0.05, f"{cell}: loss {loss}"
+
+
+def test_float32_and_float64_agree(cell):
+    m64 = _model(cell, H=16, E=8)
+    m32 = CharLM(ModelConfig(**{**m64.cfg.to_dict(), "dtype": "float32"}), params=m64.params)
+    assert m32.flat.dtype == np.float32
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 9, (4, 20))
+    y = rng.integers(0, 9, (4, 20))
+    l64, g64, _, _ = m64.loss_and_grads(x, y, m64.zero_state(4))
+    l32, g32, _, _ = m32.loss_and_grads(x, y, m32.zero_state(4))
+    assert l32 == pytest.approx(l64, rel=1e-5)
+    for k in g64:
+        assert g32[k].dtype == np.float32
+        np.testing.assert_allclose(g32[k], g64[k], rtol=2e-3, atol=2e-5, err_msg=k)
+
+
+def test_stepper_equals_whole_sequence(cell):
+    m = _model(cell)
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 9, (2, 8))
+    whole, _ = m.logits(x, m.zero_state(2))
+    st = m.stepper(batch=2)
+    for t in range(8):
+        np.testing.assert_allclose(st.step(x[:, t]), whole[:, t], rtol=1e-12, atol=1e-12)
+
+
+def _naive_trace(m, ids):
+    """Independent step-by-step recomputation with the textbook equations, one vector at a time."""
+    p, cfg = m.params, m.cfg
+    H = cfg.hidden
+    sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+    states = [(np.zeros(H), np.zeros(H)) for _ in range(cfg.layers)]
+    out = [{} for _ in range(cfg.layers)]
+    for c in ids:
+        x = p["embedding.weight"][c]
+        for k in range(cfg.layers):
+            h, cc = states[k]
+            a_x = p[f"rnn.weight_ih_l{k}"] @ x + p[f"rnn.bias_ih_l{k}"]
+            a_h = p[f"rnn.weight_hh_l{k}"] @ h + p[f"rnn.bias_hh_l{k}"]
+            a = a_x + a_h
+            if cfg.cell == "rnn":
+                h = np.tanh(a)
+                q = {"h": h}
+            elif cfg.cell == "gru":
+                r, z = sig(a[:H]), sig(a[H : 2 * H])
+                n = np.tanh(a_x[2 * H :] + r * a_h[2 * H :])
+                h = (1 - z) * n + z * h
+                q = {"r": r, "z": z, "n": n, "h": h}
+            elif cfg.cell == "cifg":
+                i, g, o = sig(a[:H]), np.tanh(a[H : 2 * H]), sig(a[2 * H :])
+                f = 1 - i
+                cc = f * cc + i * g
+                h = o * np.tanh(cc)
+                q = {"i": i, "f": f, "g": g, "o": o, "c": cc, "h": h}
+            else:
+                pp = p.get(f"rnn.weight_peep_l{k}", np.zeros((3, H)))
+                i = sig(a[:H] + pp[0] * cc)
+                f = sig(a[H : 2 * H] + pp[1] * cc)
+                g = np.tanh(a[2 * H : 3 * H])
+                cc = f * cc + i * g
+                o = sig(a[3 * H :] + pp[2] * cc)
+                h = o * np.tanh(cc)
+                q = {"i": i, "f": f, "g": g, "o": o, "c": cc, "h": h}
+            states[k] = (h, cc)
+            for name, v in q.items():
+                out[k].setdefault(name, []).append(v)
+            x = h
+    return [{k: np.array(v) for k, v in layer.items()} for layer in out]
+
+
+def test_trace_equals_naive_recomputation(cell):
+    m = _model(cell)
+    ids = np.random.default_rng(4).integers(0, 9, 10)
+    traced, probs, _ = m.trace(ids)
+    naive = _naive_trace(m, ids)
+    assert [set(layer) for layer in traced] == [set(layer) for layer in naive]
+    for k in range(m.cfg.layers):
+        for q, v in naive[k].items():
+            assert traced[k][q].shape == (10, m.cfg.hidden)
+            np.testing.assert_allclose(traced[k][q], v, rtol=1e-10, atol=1e-12, err_msg=f"layer {k} {q}")
+    assert probs.shape == (10, 9)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+
+
+def test_cifg_forget_is_one_minus_input():
+    m = _model("cifg")
+    traced, _, _ = m.trace(np.arange(9))
+    for layer in traced:
+        assert np.array_equal(layer["f"], 1.0 - layer["i"])
+
+
+def test_forget_bias_initialised_to_one():
+    m = _model("lstm", dtype="float32", H=6)
+    b = m.params["rnn.bias_ih_l0"] + m.params["rnn.bias_hh_l0"]
+    np.testing.assert_allclose(b[6:12], 1.0)
+
+
+def test_dropout_is_inverted_and_off_at_evaluation():
+    m = _model("lstm", dropout=0.5)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 9, (2, 6))
+    a, _ = m.logits(x, m.zero_state(2))
+    b, _ = m.logits(x, m.zero_state(2))
+    np.testing.assert_array_equal(a, b)  # no dropout without an rng
+    l1, *_ = m.loss_and_grads(x, x, m.zero_state(2), rng=np.random.default_rng(1))
+    l2, *_ = m.loss_and_grads(x, x, m.zero_state(2), rng=np.random.default_rng(2))
+    assert l1 != l2
+
+
+def test_sum_loss_matches_mean_loss():
+    m = _model("gru")
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 9, (2, 7))
+    y = rng.integers(0, 9, (2, 7))
+    s, _ = m.sum_loss(x, y, m.zero_state(2))
+    mean, *_ = m.loss_and_grads(x, y, m.zero_state(2))
+    assert s / 14 == pytest.approx(mean, rel=1e-12)
+
+
+def test_schedules_are_pure_functions_of_the_step():
+    assert lr_at(0, 1.0) == lr_at(999, 1.0) == 1.0
+    cos = [lr_at(s, 1.0, "cosine", total_steps=110, warmup=10) for s in range(120)]
+    assert cos[0] == pytest.approx(0.1) and cos[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(cos[10:], cos[11:]))
+    assert cos[110] == pytest.approx(0.1) and cos[119] == pytest.approx(0.1)
+    assert lr_at(2500, 1.0, "step", step_size=1000, gamma=0.5) == 0.25
