@@ -3,21 +3,25 @@
 Notation (the same letters everywhere in lstmgen):
     B batch, T time, H hidden units, G gate blocks (lstm 4, gru 3, cifg 3, rnn 1).
 
-Layout. The math runs *feature-major*: a state is (H, B) and a gate pre-activation is
-(G·H, B), so a gate block ``a[k*H:(k+1)*H]`` is contiguous memory and the recurrent
-product is ``W_hh @ h`` with ``W_hh`` exactly in PyTorch's (G·H, H) layout. Sequences are
-time-major, (T, G·H, B), so every per-step slice is contiguous too.
+Layout. The math runs *feature-major*: a state is (H, B), a gate pre-activation (G·H, B),
+so a gate block ``a[k*H:(k+1)*H]`` is contiguous memory and the recurrent product is
+``W_hh @ h`` with ``W_hh`` exactly in PyTorch's (G·H, H) layout. Whole sequences are
+(F, T, B): their (F, T·B) reshape is what one GEMM over all time steps needs, so input
+projections, input gradients and weight gradients never transpose anything.
 
 Every forward takes
-    xp     (T, G·H, B)  input projections W_ih x_t + biases, computed by the caller for all t
+    xp     (G·H, T, B)  input projections W_ih x_t + biases, computed by the caller for all t
     state  tuple of (H, B) arrays: (h, c) for lstm/peephole/cifg, (h,) for gru/rnn
     rec    dict of recurrent parameters: ``w_hh`` (G·H, H), plus ``b_hh`` (gru) or ``peep`` (peephole)
-and returns ``hs`` (T, H, B), the final state and a cache. Every backward takes
-    dhs    (T, H, B)    loss gradient w.r.t. each output h_t (from the layer above)
+and returns ``hbuf`` (H, T+1, B) with ``hbuf[:, 0]`` = h_0 and ``hbuf[:, t+1]`` = h_t (so
+outputs and previous states are both (H, T·B) views), the final state, and a cache.
+Every backward takes
+    dhs    (H, T, B)    loss gradient w.r.t. each output h_t (from the layer above)
     dstate tuple like state: gradient w.r.t. the final state (zeros for truncated BPTT)
-and returns ``dxp`` (T, G·H, B), ``dxp_flat`` (G·H, T·B) (the same numbers, laid out for
-weight-gradient GEMMs), the gradient w.r.t. the initial state, and a dict of gradients for
-``rec``. Weight gradients are single GEMMs over all T·B columns after the time loop.
+and returns ``dxp`` (G·H, T·B), the gradient w.r.t. the initial state, and a dict of
+gradients for ``rec``. The time loop computes only per-step gate gradients; weight
+gradients are single GEMMs over all T·B columns afterwards. Per-step work runs on
+contiguous (·, B) scratch and caches; strided (·, T, B) views are touched once a step.
 
 Nonlinearities use one ``exp`` over all gate blocks: tanh(a) = 2σ(2a) − 1.
 """
@@ -48,20 +52,23 @@ def _sigmoid_with_tanh_block_(a: np.ndarray, lo: int, hi: int) -> None:
     blk -= 1.0
 
 
-def _time_to_flat(x: np.ndarray) -> np.ndarray:
-    """(T, F, B) → (F, T·B): the layout in which one GEMM covers all time steps."""
-    T, F, B = x.shape
-    return np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(F, T * B)
+def _new_hbuf(h0: np.ndarray, T: int) -> np.ndarray:
+    """(H, T+1, B) output buffer whose slot 0 holds the initial state."""
+    H, B = h0.shape
+    hbuf = np.empty((H, T + 1, B), dtype=h0.dtype)
+    hbuf[:, 0] = h0
+    return hbuf
 
 
-def _prev_states_flat(h0: np.ndarray, hs: np.ndarray) -> np.ndarray:
-    """(H, T·B) holding h_{t−1} for t = 0..T−1, i.e. [h0, hs[0], ..., hs[T−2]]."""
-    T, H, B = hs.shape
-    out = np.empty((H, T, B), dtype=hs.dtype)
-    out[:, 0] = h0
-    if T > 1:
-        out[:, 1:] = hs[:-1].transpose(1, 0, 2)
-    return out.reshape(H, T * B)
+def flat(x: np.ndarray) -> np.ndarray:
+    """(F, T, B) → (F, T·B) without copying (a view whose rows may be strided)."""
+    F, T, B = x.shape
+    return x.reshape(F, T * B)
+
+
+def _weight_grad(d_flat: np.ndarray, hbuf: np.ndarray) -> np.ndarray:
+    """dW_hh = Σ_t d_t h_{t−1}ᵀ as one GEMM: (G·H, T·B) @ (T·B, H)."""
+    return d_flat @ flat(hbuf[:, :-1]).T
 
 
 # ----------------------------------------------------------------------------------------
@@ -71,34 +78,33 @@ def _prev_states_flat(h0: np.ndarray, hs: np.ndarray) -> np.ndarray:
 def rnn_forward(xp, state, rec):
     (h0,) = state
     w = rec["w_hh"]  # (H, H)
-    T, H, B = xp.shape
-    hs = np.empty((T, H, B), dtype=xp.dtype)
-    h = h0
+    G, T, B = xp.shape
+    hbuf = _new_hbuf(h0, T)
+    a = np.empty((G, B), dtype=xp.dtype)
     for t in range(T):
-        a = np.matmul(w, h, out=hs[t])  # (H, B)
-        a += xp[t]
-        np.tanh(a, out=a)
-        h = a
-    return hs, (hs[-1].copy(),), (h0, hs, rec)
+        np.matmul(w, hbuf[:, t], out=a)  # (H, B)
+        a += xp[:, t]
+        np.tanh(a, out=hbuf[:, t + 1])
+    return hbuf, (hbuf[:, T].copy(),), (hbuf, rec)
 
 
 def rnn_backward(dhs, dstate, cache):
-    h0, hs, rec = cache
+    hbuf, rec = cache
     w = rec["w_hh"]
-    T, H, B = hs.shape
-    da = np.empty((T, H, B), dtype=hs.dtype)  # dL/d(pre-activation), = dxp
+    H, T, B = dhs.shape
+    d3 = np.empty((H, T, B), dtype=hbuf.dtype)  # dL/d(pre-activation) = dL/d(xp)
     dh = dstate[0].copy()
-    tmp = np.empty((H, B), dtype=hs.dtype)
+    da = np.empty((H, B), dtype=hbuf.dtype)
     for t in range(T - 1, -1, -1):
-        dh += dhs[t]
-        h = hs[t]
-        np.multiply(h, h, out=tmp)  # tanh' = 1 − h²
-        np.subtract(1.0, tmp, out=tmp)
-        np.multiply(dh, tmp, out=da[t])
-        np.matmul(w.T, da[t], out=dh)  # into h_{t−1}
-    da_flat = _time_to_flat(da)
-    dw = da_flat @ _prev_states_flat(h0, hs).T
-    return da, da_flat, (dh,), {"w_hh": dw}
+        dh += dhs[:, t]
+        h = hbuf[:, t + 1]
+        np.multiply(h, h, out=da)  # tanh' = 1 − h²
+        np.subtract(1.0, da, out=da)
+        da *= dh
+        d3[:, t] = da
+        np.matmul(w.T, da, out=dh)  # into h_{t−1}
+    d_flat = flat(d3)
+    return d_flat, (dh,), {"w_hh": _weight_grad(d_flat, hbuf)}
 
 
 # ----------------------------------------------------------------------------------------
@@ -110,48 +116,46 @@ def rnn_backward(dhs, dstate, cache):
 def lstm_forward(xp, state, rec):
     h0, c0 = state
     w = rec["w_hh"]  # (4H, H)
-    T, G, B = xp.shape
+    G, T, B = xp.shape
     H = G // 4
     gates = np.empty((T, G, B), dtype=xp.dtype)  # post-activation i, f, g, o
-    cs = np.empty((T, H, B), dtype=xp.dtype)
+    cs = np.empty((T + 1, H, B), dtype=xp.dtype)  # cs[0] = c_0, cs[t+1] = c_t
     tcs = np.empty((T, H, B), dtype=xp.dtype)  # tanh(c_t)
-    hs = np.empty((T, H, B), dtype=xp.dtype)
+    hbuf = _new_hbuf(h0, T)
+    cs[0] = c0
     tmp = np.empty((H, B), dtype=xp.dtype)
-    h, c = h0, c0
     for t in range(T):
-        a = np.matmul(w, h, out=gates[t])  # (4H, B)
-        a += xp[t]
+        a = np.matmul(w, hbuf[:, t], out=gates[t])  # (4H, B)
+        a += xp[:, t]
         _sigmoid_with_tanh_block_(a, 2 * H, 3 * H)
         i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
-        ct = cs[t]
-        np.multiply(f, c, out=ct)
+        ct = cs[t + 1]
+        np.multiply(f, cs[t], out=ct)
         np.multiply(i, g, out=tmp)
         ct += tmp
         np.tanh(ct, out=tcs[t])
-        h = np.multiply(o, tcs[t], out=hs[t])
-        c = ct
-    cache = (h0, c0, gates, cs, tcs, hs, rec)
-    return hs, (hs[-1].copy(), cs[-1].copy()), cache
+        np.multiply(o, tcs[t], out=hbuf[:, t + 1])
+    cache = (gates, cs, tcs, hbuf, rec)
+    return hbuf, (hbuf[:, T].copy(), cs[T].copy()), cache
 
 
 def lstm_backward(dhs, dstate, cache):
-    h0, c0, gates, cs, tcs, hs, rec = cache
+    gates, cs, tcs, hbuf, rec = cache
     w = rec["w_hh"]
     T, G, B = gates.shape
     H = G // 4
-    dg_all = np.empty_like(gates)  # dL/d(pre-activations), = dxp
+    d3 = np.empty((G, T, B), dtype=gates.dtype)  # dL/d(pre-activations) = dL/d(xp)
     dh = dstate[0].copy()
     dc = dstate[1].copy()
     tmp = np.empty((H, B), dtype=gates.dtype)
+    d = np.empty((G, B), dtype=gates.dtype)
     deriv = np.empty((G, B), dtype=gates.dtype)
+    di, df, dgg, do = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
     for t in range(T - 1, -1, -1):
         a = gates[t]
         i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
-        c_prev = cs[t - 1] if t > 0 else c0
         tc = tcs[t]
-        d = dg_all[t]
-        di, df, dgg, do = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
-        dh += dhs[t]
+        dh += dhs[:, t]
         np.multiply(dh, tc, out=do)  # h = o ⊙ tanh(c)  → do
         np.multiply(tc, tc, out=tmp)  # → dc through tanh(c)
         np.subtract(1.0, tmp, out=tmp)
@@ -159,7 +163,7 @@ def lstm_backward(dhs, dstate, cache):
         tmp *= dh
         dc += tmp
         np.multiply(dc, g, out=di)  # c = f ⊙ c_prev + i ⊙ g → di, df, dg
-        np.multiply(dc, c_prev, out=df)
+        np.multiply(dc, cs[t], out=df)
         np.multiply(dc, i, out=dgg)
         dc *= f  # → dc_{t−1}
         # gate derivatives: σ' = s(1 − s) on i, f, o; tanh' = 1 − g² on g
@@ -169,10 +173,10 @@ def lstm_backward(dhs, dstate, cache):
         np.multiply(g, g, out=dblk)
         np.subtract(1.0, dblk, out=dblk)
         d *= deriv
+        d3[:, t] = d
         np.matmul(w.T, d, out=dh)  # into h_{t−1}
-    d_flat = _time_to_flat(dg_all)
-    dw = d_flat @ _prev_states_flat(h0, hs).T
-    return dg_all, d_flat, (dh, dc), {"w_hh": dw}
+    d_flat = flat(d3)
+    return d_flat, (dh, dc), {"w_hh": _weight_grad(d_flat, hbuf)}
 
 
 # ----------------------------------------------------------------------------------------
@@ -184,25 +188,26 @@ def lstm_backward(dhs, dstate, cache):
 def peephole_forward(xp, state, rec):
     h0, c0 = state
     w, p = rec["w_hh"], rec["peep"]  # (4H, H), (3, H)
-    T, G, B = xp.shape
+    G, T, B = xp.shape
     H = G // 4
     pi, pf, po = p[0][:, None], p[1][:, None], p[2][:, None]  # (H, 1)
     gates = np.empty((T, G, B), dtype=xp.dtype)
-    cs = np.empty((T, H, B), dtype=xp.dtype)
+    cs = np.empty((T + 1, H, B), dtype=xp.dtype)
     tcs = np.empty((T, H, B), dtype=xp.dtype)
-    hs = np.empty((T, H, B), dtype=xp.dtype)
+    hbuf = _new_hbuf(h0, T)
+    cs[0] = c0
     tmp = np.empty((H, B), dtype=xp.dtype)
-    h, c = h0, c0
     for t in range(T):
-        a = np.matmul(w, h, out=gates[t])
-        a += xp[t]
+        c = cs[t]
+        a = np.matmul(w, hbuf[:, t], out=gates[t])
+        a += xp[:, t]
         ai, af, ag, ao = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
         np.multiply(pi, c, out=tmp)
         ai += tmp
         np.multiply(pf, c, out=tmp)
         af += tmp
         _sigmoid_with_tanh_block_(a[: 3 * H], 2 * H, 3 * H)
-        ct = cs[t]
+        ct = cs[t + 1]
         np.multiply(af, c, out=ct)  # af now holds f, ai holds i, ag holds g
         np.multiply(ai, ag, out=tmp)
         ct += tmp
@@ -210,36 +215,35 @@ def peephole_forward(xp, state, rec):
         ao += tmp
         sigmoid_(ao)
         np.tanh(ct, out=tcs[t])
-        h = np.multiply(ao, tcs[t], out=hs[t])
-        c = ct
-    cache = (h0, c0, gates, cs, tcs, hs, rec)
-    return hs, (hs[-1].copy(), cs[-1].copy()), cache
+        np.multiply(ao, tcs[t], out=hbuf[:, t + 1])
+    cache = (gates, cs, tcs, hbuf, rec)
+    return hbuf, (hbuf[:, T].copy(), cs[T].copy()), cache
 
 
 def peephole_backward(dhs, dstate, cache):
-    h0, c0, gates, cs, tcs, hs, rec = cache
+    gates, cs, tcs, hbuf, rec = cache
     w, p = rec["w_hh"], rec["peep"]
     T, G, B = gates.shape
     H = G // 4
     pi, pf, po = p[0][:, None], p[1][:, None], p[2][:, None]
-    dg_all = np.empty_like(gates)
+    d3 = np.empty((G, T, B), dtype=gates.dtype)
     dh = dstate[0].copy()
     dc = dstate[1].copy()
     tmp = np.empty((H, B), dtype=gates.dtype)
+    d = np.empty((G, B), dtype=gates.dtype)
     deriv = np.empty((G, B), dtype=gates.dtype)
+    di, df, dgg, do = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
+    dp = np.zeros_like(p)
     for t in range(T - 1, -1, -1):
         a = gates[t]
         i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
-        c_prev = cs[t - 1] if t > 0 else c0
-        tc = tcs[t]
-        d = dg_all[t]
-        di, df, dgg, do = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
+        c_prev, tc = cs[t], tcs[t]
         np.multiply(a, a, out=deriv)  # σ' on all blocks, tanh' on g
         np.subtract(a, deriv, out=deriv)
         dblk = deriv[2 * H : 3 * H]
         np.multiply(g, g, out=dblk)
         np.subtract(1.0, dblk, out=dblk)
-        dh += dhs[t]
+        dh += dhs[:, t]
         np.multiply(dh, tc, out=do)  # h = o ⊙ tanh(c)
         do *= deriv[3 * H :]  # now dL/da_o
         np.multiply(tc, tc, out=tmp)
@@ -258,15 +262,13 @@ def peephole_backward(dhs, dstate, cache):
         dc += tmp
         np.multiply(df, pf, out=tmp)
         dc += tmp
+        dp[0] += np.einsum("hb,hb->h", di, c_prev)
+        dp[1] += np.einsum("hb,hb->h", df, c_prev)
+        dp[2] += np.einsum("hb,hb->h", do, cs[t + 1])
+        d3[:, t] = d
         np.matmul(w.T, d, out=dh)
-    d_flat = _time_to_flat(dg_all)
-    dw = d_flat @ _prev_states_flat(h0, hs).T
-    c_prev_all = np.concatenate([c0[None], cs[:-1]])  # (T, H, B)
-    dp = np.empty_like(p)
-    dp[0] = np.einsum("thb,thb->h", dg_all[:, :H], c_prev_all)
-    dp[1] = np.einsum("thb,thb->h", dg_all[:, H : 2 * H], c_prev_all)
-    dp[2] = np.einsum("thb,thb->h", dg_all[:, 3 * H :], cs)
-    return dg_all, d_flat, (dh, dc), {"w_hh": dw, "peep": dp}
+    d_flat = flat(d3)
+    return d_flat, (dh, dc), {"w_hh": _weight_grad(d_flat, hbuf), "peep": dp}
 
 
 # ----------------------------------------------------------------------------------------
@@ -277,54 +279,52 @@ def peephole_backward(dhs, dstate, cache):
 def cifg_forward(xp, state, rec):
     h0, c0 = state
     w = rec["w_hh"]  # (3H, H)
-    T, G, B = xp.shape
+    G, T, B = xp.shape
     H = G // 3
     gates = np.empty((T, G, B), dtype=xp.dtype)  # post-activation i, g, o
-    cs = np.empty((T, H, B), dtype=xp.dtype)
+    cs = np.empty((T + 1, H, B), dtype=xp.dtype)
     tcs = np.empty((T, H, B), dtype=xp.dtype)
-    hs = np.empty((T, H, B), dtype=xp.dtype)
-    h, c = h0, c0
+    hbuf = _new_hbuf(h0, T)
+    cs[0] = c0
     for t in range(T):
-        a = np.matmul(w, h, out=gates[t])
-        a += xp[t]
+        a = np.matmul(w, hbuf[:, t], out=gates[t])
+        a += xp[:, t]
         _sigmoid_with_tanh_block_(a, H, 2 * H)
         i, g, o = a[:H], a[H : 2 * H], a[2 * H :]
-        ct = cs[t]
+        c, ct = cs[t], cs[t + 1]
         np.subtract(g, c, out=ct)
         ct *= i
         ct += c
         np.tanh(ct, out=tcs[t])
-        h = np.multiply(o, tcs[t], out=hs[t])
-        c = ct
-    cache = (h0, c0, gates, cs, tcs, hs, rec)
-    return hs, (hs[-1].copy(), cs[-1].copy()), cache
+        np.multiply(o, tcs[t], out=hbuf[:, t + 1])
+    cache = (gates, cs, tcs, hbuf, rec)
+    return hbuf, (hbuf[:, T].copy(), cs[T].copy()), cache
 
 
 def cifg_backward(dhs, dstate, cache):
-    h0, c0, gates, cs, tcs, hs, rec = cache
+    gates, cs, tcs, hbuf, rec = cache
     w = rec["w_hh"]
     T, G, B = gates.shape
     H = G // 3
-    dg_all = np.empty_like(gates)
+    d3 = np.empty((G, T, B), dtype=gates.dtype)
     dh = dstate[0].copy()
     dc = dstate[1].copy()
     tmp = np.empty((H, B), dtype=gates.dtype)
+    d = np.empty((G, B), dtype=gates.dtype)
     deriv = np.empty((G, B), dtype=gates.dtype)
+    di, dgg, do = d[:H], d[H : 2 * H], d[2 * H :]
     for t in range(T - 1, -1, -1):
         a = gates[t]
         i, g, o = a[:H], a[H : 2 * H], a[2 * H :]
-        c_prev = cs[t - 1] if t > 0 else c0
         tc = tcs[t]
-        d = dg_all[t]
-        di, dgg, do = d[:H], d[H : 2 * H], d[2 * H :]
-        dh += dhs[t]
+        dh += dhs[:, t]
         np.multiply(dh, tc, out=do)
         np.multiply(tc, tc, out=tmp)
         np.subtract(1.0, tmp, out=tmp)
         tmp *= o
         tmp *= dh
         dc += tmp
-        np.subtract(g, c_prev, out=di)  # c = c_prev + i ⊙ (g − c_prev)
+        np.subtract(g, cs[t], out=di)  # c = c_prev + i ⊙ (g − c_prev)
         di *= dc
         np.multiply(dc, i, out=dgg)
         dc -= dgg  # dc_{t−1} = dc ⊙ (1 − i)
@@ -334,10 +334,10 @@ def cifg_backward(dhs, dstate, cache):
         np.multiply(g, g, out=dblk)
         np.subtract(1.0, dblk, out=dblk)
         d *= deriv
+        d3[:, t] = d
         np.matmul(w.T, d, out=dh)
-    d_flat = _time_to_flat(dg_all)
-    dw = d_flat @ _prev_states_flat(h0, hs).T
-    return dg_all, d_flat, (dh, dc), {"w_hh": dw}
+    d_flat = flat(d3)
+    return d_flat, (dh, dc), {"w_hh": _weight_grad(d_flat, hbuf)}
 
 
 # ----------------------------------------------------------------------------------------
@@ -350,48 +350,47 @@ def cifg_backward(dhs, dstate, cache):
 def gru_forward(xp, state, rec):
     (h0,) = state
     w, b_hh = rec["w_hh"], rec["b_hh"]  # (3H, H), (3H,)
-    T, G, B = xp.shape
+    G, T, B = xp.shape
     H = G // 3
     b_hn = b_hh[2 * H :][:, None]  # (H, 1)
     gates = np.empty((T, G, B), dtype=xp.dtype)  # post-activation r, z, n
     hns = np.empty((T, H, B), dtype=xp.dtype)  # W_hn h_{t−1} + b_hn
-    hs = np.empty((T, H, B), dtype=xp.dtype)
+    hbuf = _new_hbuf(h0, T)
     ah = np.empty((G, B), dtype=xp.dtype)
-    h = h0
+    tmp = np.empty((H, B), dtype=xp.dtype)
     for t in range(T):
+        h = hbuf[:, t]
         np.matmul(w, h, out=ah)
         a = gates[t]
-        np.add(xp[t, : 2 * H], ah[: 2 * H], out=a[: 2 * H])
+        np.add(xp[: 2 * H, t], ah[: 2 * H], out=a[: 2 * H])
         np.add(ah[2 * H :], b_hn, out=hns[t])
         r, z, n = a[:H], a[H : 2 * H], a[2 * H :]
         sigmoid_(a[: 2 * H])
         np.multiply(r, hns[t], out=n)
-        n += xp[t, 2 * H :]
+        n += xp[2 * H :, t]
         np.tanh(n, out=n)
-        ht = hs[t]
-        np.subtract(h, n, out=ht)  # h_t = n + z ⊙ (h_{t−1} − n)
-        ht *= z
-        ht += n
-        h = ht
-    return hs, (hs[-1].copy(),), (h0, gates, hns, hs, rec)
+        np.subtract(h, n, out=tmp)  # h_t = n + z ⊙ (h_{t−1} − n)
+        tmp *= z
+        np.add(tmp, n, out=hbuf[:, t + 1])
+    return hbuf, (hbuf[:, T].copy(),), (gates, hns, hbuf, rec)
 
 
 def gru_backward(dhs, dstate, cache):
-    h0, gates, hns, hs, rec = cache
+    gates, hns, hbuf, rec = cache
     w = rec["w_hh"]
     T, G, B = gates.shape
     H = G // 3
-    dx_all = np.empty_like(gates)  # dL/d(xp): r, z, n pre-activations
-    dh_all = np.empty_like(gates)  # dL/d(W_hh h + b_hh)
+    dx3 = np.empty((G, T, B), dtype=gates.dtype)  # dL/d(xp): r, z, n pre-activations
+    dh3 = np.empty((G, T, B), dtype=gates.dtype)  # dL/d(W_hh h + b_hh)
     dh = dstate[0].copy()
     tmp = np.empty((H, B), dtype=gates.dtype)
+    dx = np.empty((G, B), dtype=gates.dtype)
+    dar, daz, dan = dx[:H], dx[H : 2 * H], dx[2 * H :]
     for t in range(T - 1, -1, -1):
         a = gates[t]
         r, z, n = a[:H], a[H : 2 * H], a[2 * H :]
-        h_prev = hs[t - 1] if t > 0 else h0
-        dx = dx_all[t]
-        dar, daz, dan = dx[:H], dx[H : 2 * H], dx[2 * H :]
-        dh += dhs[t]
+        h_prev = hbuf[:, t]
+        dh += dhs[:, t]
         np.multiply(n, n, out=tmp)  # dn through tanh, with dn = dh ⊙ (1 − z)
         np.subtract(1.0, tmp, out=tmp)
         np.multiply(dh, tmp, out=dan)
@@ -406,16 +405,15 @@ def gru_backward(dhs, dstate, cache):
         np.multiply(r, r, out=tmp)
         np.subtract(r, tmp, out=tmp)
         dar *= tmp
-        dhh = dh_all[t]
+        dx3[:, t] = dx
+        dhh = dh3[:, t]
         dhh[: 2 * H] = dx[: 2 * H]
         np.multiply(dan, r, out=dhh[2 * H :])
         dh *= z  # direct path z ⊙ h_prev, plus the recurrent product
         dh += np.matmul(w.T, dhh, out=tmp)
-    dx_flat = _time_to_flat(dx_all)
-    dh_flat = _time_to_flat(dh_all)
-    dw = dh_flat @ _prev_states_flat(h0, hs).T
-    db = dh_flat.sum(axis=1)
-    return dx_all, dx_flat, (dh,), {"w_hh": dw, "b_hh": db}
+    dh_flat = flat(dh3)
+    grads = {"w_hh": _weight_grad(dh_flat, hbuf), "b_hh": dh_flat.sum(axis=1)}
+    return flat(dx3), (dh,), grads
 
 
 # ----------------------------------------------------------------------------------------
@@ -446,17 +444,17 @@ CELLS: dict[str, CellSpec] = {
 
 def trace_quantities(cell: str, cache) -> dict[str, np.ndarray]:
     """Per-step activations from a forward cache, each (T, H, B)."""
+    hbuf = cache[-2]
+    H = hbuf.shape[0]
+    hs = hbuf[:, 1:].transpose(1, 0, 2)
     if cell == "rnn":
-        return {"h": cache[1]}
+        return {"h": hs}
     if cell == "gru":
-        _, gates, _, hs, _ = cache
-        H = hs.shape[1]
+        gates = cache[0]
         return {"r": gates[:, :H], "z": gates[:, H : 2 * H], "n": gates[:, 2 * H :], "h": hs}
-    _, _, gates, cs, _, hs, _ = cache
-    H = hs.shape[1]
+    gates, cs = cache[0], cache[1][1:]
     if cell == "cifg":
         i = gates[:, :H]
-        return {"i": i, "f": 1.0 - i, "g": gates[:, H : 2 * H], "o": gates[:, 2 * H :],
-                "c": cs, "h": hs}
+        return {"i": i, "f": 1.0 - i, "g": gates[:, H : 2 * H], "o": gates[:, 2 * H :], "c": cs, "h": hs}
     return {"i": gates[:, :H], "f": gates[:, H : 2 * H], "g": gates[:, 2 * H : 3 * H],
             "o": gates[:, 3 * H :], "c": cs, "h": hs}

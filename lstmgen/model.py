@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lstmgen.cells import CELLS, trace_quantities
+from lstmgen.cells import CELLS, flat, trace_quantities
 from lstmgen.errors import ConfigError
 
 CELL_TYPES = tuple(CELLS)
@@ -128,9 +128,9 @@ def _input_bias(cfg: ModelConfig, params: dict, k: int) -> np.ndarray:
 
 
 def input_table(cfg: ModelConfig, params: dict) -> np.ndarray:
-    """(V, G·H): the first layer's input projection of every character, bias included."""
-    table = params["embedding.weight"] @ params["rnn.weight_ih_l0"].T  # (V, G·H)
-    table += _input_bias(cfg, params, 0)
+    """(G·H, V): the first layer's input projection of every character, bias included."""
+    table = params["rnn.weight_ih_l0"] @ params["embedding.weight"].T  # (G·H, V)
+    table += _input_bias(cfg, params, 0)[:, None]
     return table
 
 
@@ -141,11 +141,6 @@ def zero_state(cfg: ModelConfig, batch: int) -> list[tuple[np.ndarray, ...]]:
         tuple(np.zeros((cfg.hidden, batch), dtype=cfg.np_dtype) for _ in range(n))
         for _ in range(cfg.layers)
     ]
-
-
-def _time_to_flat(x: np.ndarray) -> np.ndarray:
-    T, F, B = x.shape
-    return np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(F, T * B)
 
 
 def forward(cfg, params, x, state, rng=None):
@@ -159,30 +154,28 @@ def forward(cfg, params, x, state, rng=None):
     spec = CELLS[cfg.cell]
     ids = np.ascontiguousarray(x.T)  # (T, B)
     T, B = ids.shape
-    table = input_table(cfg, params)  # (V, G·H)
-    xp = np.ascontiguousarray(table[ids].transpose(0, 2, 1))  # (T, G·H, B)
+    xp = np.take(input_table(cfg, params), ids, axis=1)  # (G·H, T, B): layer 0 is a lookup
     p = cfg.dropout if rng is not None else 0.0
     new_state, layers = [], []
-    inp = None
+    inp = None  # (H, T·B): the previous layer's output, after dropout
     for k in range(cfg.layers):
         if k > 0:
-            xp = np.matmul(params[f"rnn.weight_ih_l{k}"], inp)  # (T, G·H, B)
+            xp = params[f"rnn.weight_ih_l{k}"] @ inp  # (G·H, T·B): one GEMM for all steps
             xp += _input_bias(cfg, params, k)[:, None]
-        hs, st, cache = spec.forward(xp, state[k], _rec_params(cfg, params, k))
+            xp = xp.reshape(-1, T, B)
+        hbuf, st, cache = spec.forward(xp, state[k], _rec_params(cfg, params, k))
         new_state.append(st)
+        out = hbuf[:, 1:]  # (H, T, B)
         mask = None
-        if p > 0.0:
-            mask = rng.random(hs.shape, dtype=cfg.np_dtype) >= p
+        if p > 0.0:  # inverted dropout: scale kept units by 1/(1 − p)
+            mask = rng.random(out.shape, dtype=cfg.np_dtype) >= p
             mask = mask.astype(cfg.np_dtype) * cfg.np_dtype(1.0 / (1.0 - p))
-            out = hs * mask
-        else:
-            out = hs
+            out = out * mask
         layers.append((inp, cache, mask))
-        inp = out  # (T, H, B)
-    top = _time_to_flat(inp)  # (H, T·B)
-    logits = params["decoder.weight"] @ top  # (V, T·B)
+        inp = flat(out)
+    logits = params["decoder.weight"] @ inp  # (V, T·B)
     logits += params["decoder.bias"][:, None]
-    return logits, new_state, (ids, table, layers, top)
+    return logits, new_state, (ids, layers, inp)
 
 
 def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
@@ -207,13 +200,16 @@ def _sum_logprob(logits: np.ndarray, targets: np.ndarray) -> float:
     return float(np.sum(lse - logits[targets, np.arange(logits.shape[1])], dtype=np.float64))
 
 
-def _embedding_table_grad(dxp_flat: np.ndarray, ids_flat: np.ndarray, V: int) -> np.ndarray:
-    """(G·H, V): the columns of dxp_flat (G·H, N) summed by character id — without np.add.at."""
+def _table_grad(d_flat: np.ndarray, ids_flat: np.ndarray, V: int) -> np.ndarray:
+    """(G·H, V): the columns of d_flat (G·H, N) summed by character id.
+
+    Sort the columns by id, then one reduceat over contiguous runs: cost independent of V
+    (a one-hot GEMM costs 2·G·H·N·V and ``np.add.at`` is slow).
+    """
     order = np.argsort(ids_flat, kind="stable")
-    sorted_ids = ids_flat[order]
-    uniq, starts = np.unique(sorted_ids, return_index=True)
-    dtab = np.zeros((dxp_flat.shape[0], V), dtype=dxp_flat.dtype)
-    dtab[:, uniq] = np.add.reduceat(dxp_flat[:, order], starts, axis=1)
+    uniq, starts = np.unique(ids_flat[order], return_index=True)
+    dtab = np.zeros((d_flat.shape[0], V), dtype=d_flat.dtype)
+    dtab[:, uniq] = np.add.reduceat(np.take(d_flat, order, axis=1), starts, axis=1)
     return dtab
 
 
@@ -223,35 +219,34 @@ def backward(cfg, params, dlogits, cache, grads, dstate=None):
     dlogits (V, T·B); dstate: per layer, gradient w.r.t. the final state (None = zeros).
     """
     spec = CELLS[cfg.cell]
-    ids, table, layers, top = cache
+    ids, layers, top = cache
     T, B = ids.shape
     H = cfg.hidden
     np.matmul(dlogits, top.T, out=grads["decoder.weight"])
     np.sum(dlogits, axis=1, out=grads["decoder.bias"])
-    dtop = params["decoder.weight"].T @ dlogits  # (H, T·B)
-    dout = np.ascontiguousarray(dtop.reshape(H, T, B).transpose(1, 0, 2))  # (T, H, B)
+    dout = params["decoder.weight"].T @ dlogits  # (H, T·B)
     dstate0 = [None] * cfg.layers
     for k in range(cfg.layers - 1, -1, -1):
         inp, cache_k, mask = layers[k]
         if mask is not None:
-            dout *= mask
+            dout *= flat(mask)
         if dstate is not None:
             dst = dstate[k]
         else:  # truncated BPTT: the final state does not affect the loss
             dst = tuple(np.zeros((H, B), dtype=dout.dtype) for _ in range(spec.n_states))
-        dxp, dxp_flat, dstate0[k], drec = spec.backward(dout, dst, cache_k)
+        d_flat, dstate0[k], drec = spec.backward(dout.reshape(H, T, B), dst, cache_k)  # d_flat (G·H, T·B)
         grads[f"rnn.weight_hh_l{k}"][...] = drec["w_hh"]
         db = grads[f"rnn.bias_ih_l{k}"]
-        np.sum(dxp_flat, axis=1, out=db)
+        np.sum(d_flat, axis=1, out=db)
         grads[f"rnn.bias_hh_l{k}"][...] = drec.get("b_hh", db)
         if "peep" in drec:
             grads[f"rnn.weight_peep_l{k}"][...] = drec["peep"]
         w_ih = params[f"rnn.weight_ih_l{k}"]
         if k > 0:
-            np.matmul(dxp_flat, _time_to_flat(inp).T, out=grads[f"rnn.weight_ih_l{k}"])
-            dout = np.matmul(w_ih.T, dxp)  # (T, H, B): into the layer below
+            np.matmul(d_flat, inp.T, out=grads[f"rnn.weight_ih_l{k}"])
+            dout = w_ih.T @ d_flat  # (H, T·B): into the layer below
         else:
-            dtab = _embedding_table_grad(dxp_flat, ids.reshape(-1), cfg.vocab_size)  # (G·H, V)
+            dtab = _table_grad(d_flat, ids.reshape(-1), cfg.vocab_size)  # (G·H, V)
             np.matmul(dtab, params["embedding.weight"], out=grads["rnn.weight_ih_l0"])
             np.matmul(dtab.T, w_ih, out=grads["embedding.weight"])
     return dstate0
@@ -326,7 +321,7 @@ class CharLM:
         x = np.asarray(ids, dtype=np.int64)[None, :]  # (1, T)
         if state is None:
             state = self.zero_state(1)
-        logits, new_state, (_, _, layers, _) = forward(self.cfg, self.params, x, state, None)
+        logits, new_state, (_, layers, _) = forward(self.cfg, self.params, x, state, None)
         out = []
         for _, cache_k, _ in layers:
             q = trace_quantities(self.cfg.cell, cache_k)
@@ -352,9 +347,9 @@ class Stepper:
         cfg, params = model.cfg, model.params
         self.cfg, self.batch = cfg, batch
         self.spec = CELLS[cfg.cell]
-        self.table = input_table(cfg, params)  # (V, G·H)
+        self.table = np.ascontiguousarray(input_table(cfg, params).T)  # (V, G·H): a row per id
         self.w_ih = [None] + [params[f"rnn.weight_ih_l{k}"] for k in range(1, cfg.layers)]
-        self.bias = [None] + [_input_bias(cfg, params, k)[None, :, None] for k in range(1, cfg.layers)]
+        self.bias = [None] + [_input_bias(cfg, params, k)[:, None] for k in range(1, cfg.layers)]
         self.rec = [_rec_params(cfg, params, k) for k in range(cfg.layers)]
         self.w_dec, self.b_dec = params["decoder.weight"], params["decoder.bias"][:, None]
         self.logits_buf = np.empty((cfg.vocab_size, batch), dtype=cfg.np_dtype)
@@ -365,14 +360,15 @@ class Stepper:
 
     def step(self, ids) -> np.ndarray:
         """Feed character ids (B,) and return the next-character logits (B, V) (a reused buffer)."""
-        xp = self.table[np.asarray(ids).reshape(self.batch)].T[None]  # (1, G·H, B)
+        xp = self.table[np.asarray(ids).reshape(self.batch)].T[:, None, :]  # (G·H, 1, B)
         h = None
         for k in range(self.cfg.layers):
             if k > 0:
-                xp = np.matmul(self.w_ih[k], h)  # (1, G·H, B)
+                xp = self.w_ih[k] @ h  # (G·H, B)
                 xp += self.bias[k]
-            hs, self.state[k], _ = self.spec.forward(xp, self.state[k], self.rec[k])
-            h = hs
-        np.matmul(self.w_dec, h[0], out=self.logits_buf)  # (V, B)
+                xp = xp[:, None, :]
+            hbuf, self.state[k], _ = self.spec.forward(xp, self.state[k], self.rec[k])
+            h = hbuf[:, 1]  # (H, B)
+        np.matmul(self.w_dec, h, out=self.logits_buf)  # (V, B)
         self.logits_buf += self.b_dec
         return self.logits_buf.T
