@@ -1,0 +1,3 @@
+from lstmgen.cli import main
+
+main()

@@ -1,0 +1,147 @@
+"""Text in and out: reading corpora, the vocabulary, train/validation split, batch streams.
+
+Text is read as UTF-8 with a leading BOM removed and newlines untranslated, everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lstmgen.errors import CorpusError, VocabError
+
+REPO_CORPORA = Path(__file__).resolve().parents[1] / "corpora"
+DEFAULT_CORPUS = REPO_CORPORA / "default.txt"
+
+
+def read_text(path: str | Path, what: str = "corpus") -> str:
+    """The file's text: strict UTF-8, BOM stripped, newlines as they are."""
+    p = Path(path)
+    if not p.exists():
+        raise CorpusError(f"{what} file not found: {p}")
+    if p.is_dir():
+        raise CorpusError(f"{what} path is a directory, not a text file: {p}")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise CorpusError(f"cannot read {what} file {p}: {e.strerror}") from e
+    return decode_bytes(data, str(p), what)
+
+
+def decode_bytes(data: bytes, name: str = "<bytes>", what: str = "corpus") -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(
+            f"{what} file {name} is not valid UTF-8: byte 0x{data[e.start]:02x} at offset {e.start}"
+        ) from e
+    return text.removeprefix("\ufeff")
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def visible(ch: str) -> str:
+    """A character as a person can read it in an error message."""
+    names = {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "' '"}
+    if ch in names:
+        return names[ch]
+    if not ch.isprintable():
+        return f"U+{ord(ch):04X}"
+    return ch
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """The characters of a corpus, sorted by code point; id = position."""
+
+    chars: str
+
+    @classmethod
+    def from_text(cls, text: str) -> Vocab:
+        return cls("".join(sorted(set(text))))
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.chars)}
+
+    def encode(self, text: str, what: str = "text") -> np.ndarray:
+        """(N,) int64 ids; characters outside the vocabulary are an error naming them."""
+        idx = self.index
+        unknown = sorted({c for c in set(text) if c not in idx})
+        if unknown:
+            shown = ", ".join(visible(c) for c in unknown[:20])
+            more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+            raise VocabError(f"{what} has characters the model does not know: {shown}{more}")
+        lut = {c: i for c, i in idx.items()}
+        return np.fromiter((lut[c] for c in text), dtype=np.int64, count=len(text))
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+
+def split(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
+    """The corpus tail (val_frac of it, at least 2 characters when val_frac > 0) is validation."""
+    if val_frac <= 0:
+        return ids, ids[:0]
+    n_val = max(2, int(round(len(ids) * val_frac)))
+    if len(ids) - n_val < 2:
+        raise CorpusError(
+            f"corpus of {len(ids)} characters is too small to hold out {val_frac:.0%} for validation"
+        )
+    return ids[:-n_val], ids[-n_val:]
+
+
+def fit_batch(n_train: int, batch: int, seq_len: int) -> tuple[int, int, list[str]]:
+    """Shrink (B, T) so that one epoch holds at least one batch; return warnings for the user."""
+    warnings = []
+    usable = n_train - 1
+    if usable < 1:
+        raise CorpusError("corpus is too small: it needs at least 2 characters of training text")
+    B, T = batch, seq_len
+    while B * T > usable and (B > 1 or T > 1):
+        if B > 1 and (B >= T or T <= 8):
+            B = max(1, B // 2)
+        else:
+            T = max(1, T // 2)
+    if (B, T) != (batch, seq_len):
+        warnings.append(
+            f"corpus is small ({n_train} training characters): using batch size {B} and sequence "
+            f"length {T} instead of {batch} and {seq_len}"
+        )
+    return B, T, warnings
+
+
+class BatchStream:
+    """B parallel streams over a corpus: row b of batch k+1 continues row b of batch k.
+
+    The training ids are cut into B equal rows (torch-rnn's layout), so carrying the hidden
+    state from one batch to the next is correct. An epoch is ``batches_per_epoch`` batches;
+    the position (epoch, batch) is all that resuming needs.
+    """
+
+    def __init__(self, ids: np.ndarray, batch: int, seq_len: int):
+        self.B, self.T = batch, seq_len
+        per_row = (len(ids) - 1) // batch
+        self.batches_per_epoch = per_row // seq_len
+        if self.batches_per_epoch < 1:
+            raise CorpusError("corpus is too small for one batch")
+        n = per_row * batch
+        self.x = ids[:n].reshape(batch, per_row)
+        self.y = ids[1 : n + 1].reshape(batch, per_row)
+
+    def get(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch k of an epoch: (x, y), each (B, T)."""
+        s = k * self.T
+        return self.x[:, s : s + self.T], self.y[:, s : s + self.T]
