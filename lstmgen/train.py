@@ -255,9 +255,10 @@ class Trainer:
             on_progress(prog)
         # the end: evaluate (unless just done or interrupted), save latest
         if last_eval_step != self.step and not self.stop_request and self.step > 0:
+            now = time.monotonic()
             prog = Progress(self.step, self.epoch, self.batch, self.stream.batches_per_epoch,
                             self.total_steps, loss_sum / max(loss_n, 1), self.last_val, self.best_val,
-                            self.lr(), 0.0, time.monotonic() - t_start)
+                            self.lr(), chars / max(now - t_window, 1e-9), now - t_start)
             self._eval_and_save(prog, loss_sum / loss_n if loss_n else math.nan)
             on_progress(prog)
         else:

@@ -206,3 +206,53 @@ def test_sigint_saves_latest_and_exits_130(corpus, tmp_path):
     ck = ckpt_io.load(out / "latest.npz")
     assert ck.meta["train"]["step"] > 0
     assert "resume" in stderr and "Traceback" not in stderr
+
+
+def test_sampling_filters(corpus, tmp_path):
+    out = tmp_path / "run"
+    train_run(corpus, out, "--max-steps", "8")
+    greedy = run("sample", out, "--length", "40", "--temperature", "0", "--prime", "A").stdout
+    assert run("sample", out, "--length", "40", "--top-k", "1", "--seed", "1", "--prime", "A").stdout == greedy
+    assert run("sample", out, "--length", "40", "--top-p", "1e-9", "--seed", "2", "--prime", "A").stdout == greedy
+    stopped = run("sample", out, "--length", "400", "--seed", "3", "--stop", "e", "--prime", "A").stdout
+    assert stopped.endswith("e") and stopped.count("e") == 1
+    different = {run("sample", out, "--length", "40", "--seed", str(s)).stdout for s in range(4)}
+    assert len(different) > 1
+
+
+def test_patience_init_from_and_sample_every(corpus, tmp_path):
+    out = tmp_path / "run"
+    r = train_run(corpus, out, "--max-steps", "400", "--eval-every", "1", "--patience", "2", "--lr", "1e-9",
+                  "--lr-schedule", "constant", "--warmup", "0", "--sample-every", "2")
+    assert "patience" in r.stderr and "sample at step 2" in r.stderr
+    assert ckpt_io.load(out / "latest.npz").meta["train"]["step"] < 400
+    ft = tmp_path / "ft"
+    r = run("train", corpus, "--out", ft, "--init-from", out / "best.npz", "--max-steps", "2", "--batch-size", "4",
+            "--seq-len", "16")
+    assert r.exit_code == 0, r.output
+    a, b = ckpt_io.load(out / "best.npz"), ckpt_io.load(ft / "latest.npz")
+    assert a.config.hidden == b.config.hidden == 16 and b.meta["train"]["step"] == 2
+    assert "t" in b.optim and int(b.optim["t"]) == 2  # a fresh optimizer
+
+
+def test_small_corpus_shrinks_batch_with_warning(tmp_path):
+    p = tmp_path / "tiny.txt"
+    p.write_text("abcabcabd" * 5, encoding="utf-8")
+    r = run("train", p, "--out", tmp_path / "run", "--max-steps", "3", "--hidden", "8", "--embed", "4")
+    assert r.exit_code == 0, r.output
+    assert "warning:" in r.stderr and "batch size" in r.stderr
+
+
+def test_sigterm_saves_latest_and_exits_143(corpus, tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "lstmgen", "train", str(corpus), "--out", str(out), *SMALL,
+                          "--eval-every", "100000", "--epochs", "100000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not out.exists():
+        time.sleep(0.3)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGTERM)
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 143, stderr
+    assert ckpt_io.load(out / "latest.npz").meta["train"]["step"] > 0
