@@ -189,20 +189,20 @@ def test_subprocess_version_and_sample(corpus, tmp_path):
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
 
 
-def test_sigint_saves_latest_and_exits_130(corpus, tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_latest_and_exits(signum, code, corpus, tmp_path):
+    """A real process: the signal during training saves latest.npz, says how to resume, exits 130/143."""
     out = tmp_path / "run"
     p = subprocess.Popen([sys.executable, "-m", "lstmgen", "train", str(corpus), "--out", str(out), *SMALL,
                           "--eval-every", "100000", "--epochs", "100000"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while time.time() < deadline and p.poll() is None:
-        time.sleep(0.5)
-        if out.exists():
-            time.sleep(1.0)
-            break
-    p.send_signal(signal.SIGINT)
+    while time.time() < deadline and p.poll() is None and not out.exists():
+        time.sleep(0.3)
+    time.sleep(1.0)  # let it train a few steps
+    p.send_signal(signum)
     _, stderr = p.communicate(timeout=60)
-    assert p.returncode == 130, stderr
+    assert p.returncode == code, stderr
     ck = ckpt_io.load(out / "latest.npz")
     assert ck.meta["train"]["step"] > 0
     assert "resume" in stderr and "Traceback" not in stderr
@@ -241,18 +241,3 @@ def test_small_corpus_shrinks_batch_with_warning(tmp_path):
     r = run("train", p, "--out", tmp_path / "run", "--max-steps", "3", "--hidden", "8", "--embed", "4")
     assert r.exit_code == 0, r.output
     assert "warning:" in r.stderr and "batch size" in r.stderr
-
-
-def test_sigterm_saves_latest_and_exits_143(corpus, tmp_path):
-    out = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, "-m", "lstmgen", "train", str(corpus), "--out", str(out), *SMALL,
-                          "--eval-every", "100000", "--epochs", "100000"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not out.exists():
-        time.sleep(0.3)
-    time.sleep(1.0)
-    p.send_signal(signal.SIGTERM)
-    _, stderr = p.communicate(timeout=60)
-    assert p.returncode == 143, stderr
-    assert ckpt_io.load(out / "latest.npz").meta["train"]["step"] > 0
