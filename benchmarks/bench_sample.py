@@ -1,0 +1,97 @@
+"""Batch-1 generation speed, lstmgen vs PyTorch eager, side by side in one process.
+
+Both generate from the same weights (V = 65): lstmgen's ``generate`` (the one-step API plus
+temperature / top-k / top-p sampling) against the obvious PyTorch loop — ``rnn(emb(x), state)``,
+``softmax``, ``multinomial`` — under ``torch.no_grad()``. Blocks alternate; figures are medians.
+
+    python benchmarks/bench_sample.py --configs a b --blocks 5 --chars 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lstmgen.generate import generate  # noqa: E402
+from lstmgen.model import CharLM, ModelConfig  # noqa: E402
+from lstmgen.text import Vocab  # noqa: E402
+
+CONFIGS = {"a": ("lstm", 1, 128, 64), "b": ("lstm", 2, 256, 64)}
+VOCAB = Vocab("".join(chr(c) for c in range(32, 32 + 64)) + "\n")  # 65 characters
+
+
+def ours_block(model, n, **kw):
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for _ in generate(model, VOCAB, n, prime="A", rng=rng, **kw):
+        pass
+    return n / (time.perf_counter() - t0)
+
+
+def torch_block(torch, mods, n, temperature=1.0):
+    emb, rnn, dec = mods
+    x = torch.tensor([[33]])
+    state = None
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(n):
+            out, state = rnn(emb(x), state)
+            p = torch.softmax(dec(out[0, -1]) / temperature, dim=-1)
+            x = torch.multinomial(p, 1).view(1, 1)
+    return n / (time.perf_counter() - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--blocks", type=int, default=5)
+    ap.add_argument("--chars", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
+    args = ap.parse_args()
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        torch = None
+        print("PyTorch is not installed: printing lstmgen's figures only.", file=sys.stderr)
+    print(f"numpy {np.__version__}, torch {torch.__version__ if torch else None}, threads {args.threads}, "
+          f"{args.blocks} blocks × {args.chars} chars")
+    print(f"{'config':7} {'variant':28} {'lstmgen c/s':>12} {'torch c/s':>10} {'ratio':>7}")
+    for name in args.configs:
+        cell, L, H, E = CONFIGS[name]
+        model = CharLM(ModelConfig(vocab_size=len(VOCAB), cell=cell, layers=L, hidden=H, embed=E))
+        mods = None
+        if torch:
+            emb, rnn, dec = torch.nn.Embedding(65, E), torch.nn.LSTM(E, H, num_layers=L, batch_first=True), \
+                torch.nn.Linear(H, 65)
+            sd = {k: torch.from_numpy(v.copy()) for k, v in model.params.items()}
+            emb.weight.data, dec.weight.data, dec.bias.data = sd["embedding.weight"], sd["decoder.weight"], \
+                sd["decoder.bias"]
+            rnn.load_state_dict({k.removeprefix("rnn."): v for k, v in sd.items() if k.startswith("rnn.")})
+            mods = (emb, rnn, dec)
+        variants = {"temperature 1": {}, "temperature 0.8, top-k 10": {"temperature": 0.8, "top_k": 10},
+                    "temperature 0.8, top-p 0.9": {"temperature": 0.8, "top_p": 0.9}}
+        for label, kw in variants.items():
+            ours_block(model, 100, **kw)
+            o, t, r = [], [], []
+            for _ in range(args.blocks):
+                o.append(ours_block(model, args.chars, **kw))
+                if torch:
+                    t.append(torch_block(torch, mods, args.chars))
+                    r.append(o[-1] / t[-1])
+            tc = f"{statistics.median(t):10.0f}" if t else f"{'-':>10}"
+            rc = f"{statistics.median(r):7.2f}" if r else f"{'-':>7}"
+            print(f"{name:7} {label:28} {statistics.median(o):12.0f} {tc} {rc}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
