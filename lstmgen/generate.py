@@ -20,26 +20,53 @@ def check_options(temperature: float, top_k: int | None, top_p: float | None) ->
         raise ConfigError(f"--top-p must be in (0, 1], got {top_p}")
 
 
-def pick(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
-         top_k: int | None = None, top_p: float | None = None) -> int:
-    """One character id from logits (V,): greedy at temperature 0, else a filtered softmax draw."""
-    if temperature == 0:
-        return int(np.argmax(logits))
-    z = logits.astype(np.float64) / temperature
-    if top_k is not None and top_k < z.size:
-        cut = np.partition(z, -top_k)[-top_k]
-        z = np.where(z >= cut, z, -np.inf)
-    p = np.exp(z - z.max())
-    p /= p.sum()
-    if top_p is not None and top_p < 1.0:
-        order = np.argsort(-p, kind="stable")
-        cum = np.cumsum(p[order])
-        keep = order[: int(np.searchsorted(cum, top_p)) + 1]  # smallest set with mass ≥ top_p
-        q = np.zeros_like(p)
-        q[keep] = p[keep]
-        p = q / q.sum()
-    cdf = np.cumsum(p)
-    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), p.size - 1))
+class Sampler:
+    """Draws one character id per call from logits (V,): greedy at temperature 0, else Gumbel-max.
+
+    argmax(z / T + g) with g = −ln(−ln u), u ~ U(0, 1), is an exact draw from softmax(z / T);
+    the noise is drawn from ``rng`` in blocks, so a draw costs a few vector operations and no
+    CDF. top-k keeps the K largest logits; top-p keeps the smallest set of likeliest
+    characters whose probability reaches P (always at least one).
+    """
+
+    def __init__(self, rng: np.random.Generator, vocab_size: int, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, block: int = 1024):
+        check_options(temperature, top_k, top_p)
+        self.rng, self.V, self.block = rng, vocab_size, block
+        self.temperature = temperature
+        self.top_k = top_k if top_k is not None and top_k < vocab_size else None
+        self.top_p = top_p if top_p is not None and top_p < 1.0 else None
+        self._noise = np.empty((0, vocab_size))
+        self._row = 0
+        self._z = np.empty(vocab_size)
+
+    def _gumbel(self) -> np.ndarray:
+        if self._row == len(self._noise):
+            u = self.rng.random((self.block, self.V))
+            self._noise = -np.log(-np.log(np.maximum(u, 1e-300)))
+            self._row = 0
+        g = self._noise[self._row]
+        self._row += 1
+        return g
+
+    def __call__(self, logits: np.ndarray) -> int:
+        if self.temperature == 0:
+            return int(np.argmax(logits))
+        z = np.multiply(logits, 1.0 / self.temperature, out=self._z)  # float64
+        if self.top_p is not None:
+            order = np.argsort(-z, kind="stable")
+            p = np.exp(z[order] - z[order[0]])
+            cum = np.cumsum(p)
+            n_keep = int(np.searchsorted(cum, self.top_p * cum[-1])) + 1
+            if self.top_k is not None:
+                n_keep = min(n_keep, self.top_k)
+            keep = order[:n_keep]
+            return int(keep[np.argmax(z[keep] + self._gumbel()[:n_keep])])
+        if self.top_k is not None:
+            keep = np.argpartition(z, -self.top_k)[-self.top_k :]
+            return int(keep[np.argmax(z[keep] + self._gumbel()[: self.top_k])])
+        z += self._gumbel()
+        return int(np.argmax(z))
 
 
 def generate(model: CharLM, vocab: Vocab, length: int, *, prime: str = "", temperature: float = 1.0,
@@ -52,17 +79,18 @@ def generate(model: CharLM, vocab: Vocab, length: int, *, prime: str = "", tempe
     the stop string has been produced.
     """
     ids = vocab.encode(prime, "prime text") if prime else None
+    sampler = Sampler(rng, len(vocab), temperature, top_k, top_p)
     stepper = model.stepper(1)
     if ids is None or len(ids) == 0:
         ids = np.array([vocab.index.get("\n", 0)])
     for i in ids[:-1]:
-        stepper.step(np.array([i]))
+        stepper.step(int(i))
     nxt = int(ids[-1])
+    chars = vocab.chars
     tail = ""
     for _ in range(length):
-        logits = stepper.step(np.array([nxt]))[0]
-        nxt = pick(logits, rng, temperature, top_k, top_p)
-        ch = vocab.chars[nxt]
+        nxt = sampler(stepper.step(nxt)[0])
+        ch = chars[nxt]
         yield ch
         if stop:
             tail = (tail + ch)[-len(stop):]

@@ -359,8 +359,12 @@ class Stepper:
         self.state = state if state is not None else zero_state(self.cfg, self.batch)
 
     def step(self, ids) -> np.ndarray:
-        """Feed character ids (B,) and return the next-character logits (B, V) (a reused buffer)."""
-        xp = self.table[np.asarray(ids).reshape(self.batch)].T[:, None, :]  # (G·H, 1, B)
+        """Feed character ids (B,) — or one int when B = 1 — and return the next-character logits
+        (B, V) (a reused buffer)."""
+        if isinstance(ids, int):
+            xp = self.table[ids][:, None, None]  # (G·H, 1, 1)
+        else:
+            xp = self.table[np.asarray(ids).reshape(self.batch)].T[:, None, :]  # (G·H, 1, B)
         h = None
         for k in range(self.cfg.layers):
             if k > 0:

@@ -1,0 +1,52 @@
+"""The sampler draws from the distribution it claims to, and generation is deterministic per seed."""
+
+import numpy as np
+import pytest
+
+from lstmgen.errors import ConfigError
+from lstmgen.generate import Sampler
+
+Z = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
+
+
+def _freqs(sampler, n=40000):
+    counts = np.bincount([sampler(Z) for _ in range(n)], minlength=Z.size)
+    return counts / n
+
+
+def _softmax(z):
+    p = np.exp(z - z.max())
+    return p / p.sum()
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
+def test_draws_follow_softmax_with_temperature(temperature):
+    f = _freqs(Sampler(np.random.default_rng(0), Z.size, temperature))
+    np.testing.assert_allclose(f, _softmax(Z / temperature), atol=0.01)
+
+
+def test_top_k_renormalises_over_the_k_likeliest():
+    f = _freqs(Sampler(np.random.default_rng(1), Z.size, 1.0, top_k=2))
+    want = np.zeros_like(Z)
+    want[:2] = _softmax(Z[:2])
+    np.testing.assert_allclose(f, want, atol=0.01)
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    p = _softmax(Z)  # ≈ [.56, .21, .13, .08, .03, .004]
+    f = _freqs(Sampler(np.random.default_rng(2), Z.size, 1.0, top_p=0.8))
+    want = np.zeros_like(Z)
+    want[:3] = p[:3] / p[:3].sum()  # .56 + .21 < .8 ≤ .56 + .21 + .13
+    np.testing.assert_allclose(f, want, atol=0.01)
+
+
+def test_greedy_and_determinism():
+    assert Sampler(np.random.default_rng(0), Z.size, 0.0)(Z) == 0
+    s1, s2 = Sampler(np.random.default_rng(5), Z.size), Sampler(np.random.default_rng(5), Z.size)
+    assert [s1(Z) for _ in range(3000)] == [s2(Z) for _ in range(3000)]  # across noise blocks
+
+
+@pytest.mark.parametrize("kw", [{"temperature": -1}, {"top_k": 0}, {"top_p": 0.0}, {"top_p": 1.5}])
+def test_nonsense_options_are_refused(kw):
+    with pytest.raises(ConfigError):
+        Sampler(np.random.default_rng(0), Z.size, **{"temperature": 1.0, **kw})
