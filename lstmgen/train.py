@@ -64,12 +64,12 @@ class TrainOptions:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.val_frac < 1:
             raise ConfigError(f"--val-frac must be in [0, 1), got {self.val_frac}")
-        for name in ("lr", "weight_decay", "grad_clip"):
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr must be a finite number > 0, got {self.lr}")
+        for name in ("weight_decay", "grad_clip"):
             v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0) or (name == "lr" and v == 0):
-                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}"
-                                  if name == "lr" else
-                                  f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {v}")
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {v}")
         for name in ("max_steps", "epochs", "patience", "sample_every"):
             v = getattr(self, name)
             if v is not None and v < 1:
