@@ -75,6 +75,11 @@ def _weight_grad(d_flat: np.ndarray, hbuf: np.ndarray) -> np.ndarray:
 # Elman RNN: h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)
 
 
+def rnn_step(a, h_out):
+    """a (H, B) pre-activation → h_out = tanh(a)."""
+    np.tanh(a, out=h_out)
+
+
 def rnn_forward(xp, state, rec):
     (h0,) = state
     w = rec["w_hh"]  # (H, H)
@@ -84,7 +89,7 @@ def rnn_forward(xp, state, rec):
     for t in range(T):
         np.matmul(w, hbuf[:, t], out=a)  # (H, B)
         a += xp[:, t]
-        np.tanh(a, out=hbuf[:, t + 1])
+        rnn_step(a, hbuf[:, t + 1])
     return hbuf, (hbuf[:, T].copy(),), (hbuf, rec)
 
 
@@ -113,6 +118,21 @@ def rnn_backward(dhs, dstate, cache):
 #   c_t = f ⊙ c_{t−1} + i ⊙ g;         h_t = o ⊙ tanh(c_t)
 
 
+def lstm_step(a, c_prev, c_out, tc_out, h_out, tmp):
+    """One LSTM step from pre-activations a (4H, B), in place: a becomes the gates i, f, g, o.
+
+    c_out may be c_prev (the one-step API updates its state in place).
+    """
+    H = a.shape[0] // 4
+    _sigmoid_with_tanh_block_(a, 2 * H, 3 * H)
+    i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
+    np.multiply(i, g, out=tmp)
+    np.multiply(f, c_prev, out=c_out)
+    c_out += tmp
+    np.tanh(c_out, out=tc_out)
+    np.multiply(o, tc_out, out=h_out)
+
+
 def lstm_forward(xp, state, rec):
     h0, c0 = state
     w = rec["w_hh"]  # (4H, H)
@@ -127,14 +147,7 @@ def lstm_forward(xp, state, rec):
     for t in range(T):
         a = np.matmul(w, hbuf[:, t], out=gates[t])  # (4H, B)
         a += xp[:, t]
-        _sigmoid_with_tanh_block_(a, 2 * H, 3 * H)
-        i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
-        ct = cs[t + 1]
-        np.multiply(f, cs[t], out=ct)
-        np.multiply(i, g, out=tmp)
-        ct += tmp
-        np.tanh(ct, out=tcs[t])
-        np.multiply(o, tcs[t], out=hbuf[:, t + 1])
+        lstm_step(a, cs[t], cs[t + 1], tcs[t], hbuf[:, t + 1], tmp)
     cache = (gates, cs, tcs, hbuf, rec)
     return hbuf, (hbuf[:, T].copy(), cs[T].copy()), cache
 
@@ -185,6 +198,27 @@ def lstm_backward(dhs, dstate, cache):
 #   c_t = f ⊙ c_{t−1} + i ⊙ g,    o = σ(a_o + p_o ⊙ c_t),      h_t = o ⊙ tanh(c_t)
 
 
+def peephole_step(a, peep, c_prev, c_out, tc_out, h_out, tmp):
+    """One peephole-LSTM step from a (4H, B), in place (a becomes the gates); peep = (p_i, p_f, p_o),
+    each (H, 1). c_out may be c_prev."""
+    H = a.shape[0] // 4
+    pi, pf, po = peep
+    ai, af, ag, ao = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
+    np.multiply(pi, c_prev, out=tmp)
+    ai += tmp
+    np.multiply(pf, c_prev, out=tmp)
+    af += tmp
+    _sigmoid_with_tanh_block_(a[: 3 * H], 2 * H, 3 * H)
+    np.multiply(ai, ag, out=tmp)  # ai, af, ag now hold i, f, g
+    np.multiply(af, c_prev, out=c_out)
+    c_out += tmp
+    np.multiply(po, c_out, out=tmp)  # o sees c_t
+    ao += tmp
+    sigmoid_(ao)
+    np.tanh(c_out, out=tc_out)
+    np.multiply(ao, tc_out, out=h_out)
+
+
 def peephole_forward(xp, state, rec):
     h0, c0 = state
     w, p = rec["w_hh"], rec["peep"]  # (4H, H), (3, H)
@@ -198,24 +232,9 @@ def peephole_forward(xp, state, rec):
     cs[0] = c0
     tmp = np.empty((H, B), dtype=xp.dtype)
     for t in range(T):
-        c = cs[t]
         a = np.matmul(w, hbuf[:, t], out=gates[t])
         a += xp[:, t]
-        ai, af, ag, ao = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
-        np.multiply(pi, c, out=tmp)
-        ai += tmp
-        np.multiply(pf, c, out=tmp)
-        af += tmp
-        _sigmoid_with_tanh_block_(a[: 3 * H], 2 * H, 3 * H)
-        ct = cs[t + 1]
-        np.multiply(af, c, out=ct)  # af now holds f, ai holds i, ag holds g
-        np.multiply(ai, ag, out=tmp)
-        ct += tmp
-        np.multiply(po, ct, out=tmp)
-        ao += tmp
-        sigmoid_(ao)
-        np.tanh(ct, out=tcs[t])
-        np.multiply(ao, tcs[t], out=hbuf[:, t + 1])
+        peephole_step(a, (pi, pf, po), cs[t], cs[t + 1], tcs[t], hbuf[:, t + 1], tmp)
     cache = (gates, cs, tcs, hbuf, rec)
     return hbuf, (hbuf[:, T].copy(), cs[T].copy()), cache
 
@@ -276,6 +295,18 @@ def peephole_backward(dhs, dstate, cache):
 #   c_t = (1 − i) ⊙ c_{t−1} + i ⊙ g = c_{t−1} + i ⊙ (g − c_{t−1});  h_t = o ⊙ tanh(c_t)
 
 
+def cifg_step(a, c_prev, c_out, tc_out, h_out, tmp):
+    """One CIFG step from a (3H, B), in place (a becomes i, g, o); c_out may be c_prev."""
+    H = a.shape[0] // 3
+    _sigmoid_with_tanh_block_(a, H, 2 * H)
+    i, g, o = a[:H], a[H : 2 * H], a[2 * H :]
+    np.subtract(g, c_prev, out=tmp)  # c = c_prev + i ⊙ (g − c_prev)
+    tmp *= i
+    np.add(c_prev, tmp, out=c_out)
+    np.tanh(c_out, out=tc_out)
+    np.multiply(o, tc_out, out=h_out)
+
+
 def cifg_forward(xp, state, rec):
     h0, c0 = state
     w = rec["w_hh"]  # (3H, H)
@@ -286,17 +317,11 @@ def cifg_forward(xp, state, rec):
     tcs = np.empty((T, H, B), dtype=xp.dtype)
     hbuf = _new_hbuf(h0, T)
     cs[0] = c0
+    tmp = np.empty((H, B), dtype=xp.dtype)
     for t in range(T):
         a = np.matmul(w, hbuf[:, t], out=gates[t])
         a += xp[:, t]
-        _sigmoid_with_tanh_block_(a, H, 2 * H)
-        i, g, o = a[:H], a[H : 2 * H], a[2 * H :]
-        c, ct = cs[t], cs[t + 1]
-        np.subtract(g, c, out=ct)
-        ct *= i
-        ct += c
-        np.tanh(ct, out=tcs[t])
-        np.multiply(o, tcs[t], out=hbuf[:, t + 1])
+        cifg_step(a, cs[t], cs[t + 1], tcs[t], hbuf[:, t + 1], tmp)
     cache = (gates, cs, tcs, hbuf, rec)
     return hbuf, (hbuf[:, T].copy(), cs[T].copy()), cache
 
@@ -347,6 +372,24 @@ def cifg_backward(dhs, dstate, cache):
 # The caller folds b_hr and b_hz into xp; b_hn stays inside (it is gated by r).
 
 
+def gru_step(xp_t, ah, b_hn, h_prev, a_out, hn_out, h_out, tmp):
+    """One GRU step: xp_t (3H, B) input projections, ah (3H, B) = W_hh h_prev (no bias).
+
+    a_out (3H, B) receives r, z, n; hn_out (H, B) receives W_hn h_prev + b_hn. h_out may be h_prev.
+    """
+    H = ah.shape[0] // 3
+    np.add(xp_t[: 2 * H], ah[: 2 * H], out=a_out[: 2 * H])
+    np.add(ah[2 * H :], b_hn, out=hn_out)
+    r, z, n = a_out[:H], a_out[H : 2 * H], a_out[2 * H :]
+    sigmoid_(a_out[: 2 * H])
+    np.multiply(r, hn_out, out=n)
+    n += xp_t[2 * H :]
+    np.tanh(n, out=n)
+    np.subtract(h_prev, n, out=tmp)  # h_t = n + z ⊙ (h_{t−1} − n)
+    tmp *= z
+    np.add(tmp, n, out=h_out)
+
+
 def gru_forward(xp, state, rec):
     (h0,) = state
     w, b_hh = rec["w_hh"], rec["b_hh"]  # (3H, H), (3H,)
@@ -359,19 +402,8 @@ def gru_forward(xp, state, rec):
     ah = np.empty((G, B), dtype=xp.dtype)
     tmp = np.empty((H, B), dtype=xp.dtype)
     for t in range(T):
-        h = hbuf[:, t]
-        np.matmul(w, h, out=ah)
-        a = gates[t]
-        np.add(xp[: 2 * H, t], ah[: 2 * H], out=a[: 2 * H])
-        np.add(ah[2 * H :], b_hn, out=hns[t])
-        r, z, n = a[:H], a[H : 2 * H], a[2 * H :]
-        sigmoid_(a[: 2 * H])
-        np.multiply(r, hns[t], out=n)
-        n += xp[2 * H :, t]
-        np.tanh(n, out=n)
-        np.subtract(h, n, out=tmp)  # h_t = n + z ⊙ (h_{t−1} − n)
-        tmp *= z
-        np.add(tmp, n, out=hbuf[:, t + 1])
+        np.matmul(w, hbuf[:, t], out=ah)
+        gru_step(xp[:, t], ah, b_hn, hbuf[:, t], gates[t], hns[t], hbuf[:, t + 1], tmp)
     return hbuf, (hbuf[:, T].copy(),), (gates, hns, hbuf, rec)
 
 

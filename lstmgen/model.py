@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lstmgen.cells import CELLS, flat, trace_quantities
+from lstmgen.cells import CELLS, cifg_step, flat, gru_step, lstm_step, peephole_step, rnn_step, trace_quantities
 from lstmgen.errors import ConfigError
 
 CELL_TYPES = tuple(CELLS)
@@ -336,43 +336,92 @@ class CharLM:
 
 
 class Stepper:
-    """One-step generation: (state, character ids) → (new state, logits), no weight-sized allocation.
+    """One-step generation: (state, character ids) → (new state, logits), allocation-free.
 
-    Precomputes the first layer's (V, G·H) input table, each other layer's bias, and a
-    fused [W_ih | W_hh] matrix, so that one step costs one small GEMM per layer plus the
-    decoder. The state lives in the stepper (``self.state``); ``step`` updates it.
+    Precomputes the first layer's (V, G·H) input table (bias folded in) and, for the other
+    layers, a fused [W_ih | W_hh] matrix acting on a stacked [x; h] buffer (for GRU the two
+    stay apart: r gates W_hn h). All buffers live in the stepper and are reused; one step is
+    one small GEMM per layer, the cell's elementwise step (shared with the sequence forward)
+    and the decoder. ``state`` is the per-layer state, updated in place by ``step``.
     """
 
     def __init__(self, model: CharLM, batch: int = 1):
         cfg, params = model.cfg, model.params
         self.cfg, self.batch = cfg, batch
-        self.spec = CELLS[cfg.cell]
+        L, H, B, dt = cfg.layers, cfg.hidden, batch, cfg.np_dtype
+        G = cfg.gates * H
         self.table = np.ascontiguousarray(input_table(cfg, params).T)  # (V, G·H): a row per id
-        self.w_ih = [None] + [params[f"rnn.weight_ih_l{k}"] for k in range(1, cfg.layers)]
-        self.bias = [None] + [_input_bias(cfg, params, k)[:, None] for k in range(1, cfg.layers)]
-        self.rec = [_rec_params(cfg, params, k) for k in range(cfg.layers)]
+        self.rec = [_rec_params(cfg, params, k) for k in range(L)]
+        self.gru = cfg.cell == "gru"
+        self.w, self.b = [], []  # per layer: the matrix applied to [x; h] (or h) and the bias
+        for k in range(L):
+            w_hh = params[f"rnn.weight_hh_l{k}"]
+            if k == 0 or self.gru:
+                self.w.append(w_hh)
+            else:
+                self.w.append(np.ascontiguousarray(np.concatenate([params[f"rnn.weight_ih_l{k}"], w_hh], axis=1)))
+            self.b.append(None if k == 0 else _input_bias(cfg, params, k)[:, None])
+        self.w_ih = [None] + [params[f"rnn.weight_ih_l{k}"] for k in range(1, L)]
         self.w_dec, self.b_dec = params["decoder.weight"], params["decoder.bias"][:, None]
-        self.logits_buf = np.empty((cfg.vocab_size, batch), dtype=cfg.np_dtype)
+        self.z = [np.zeros((2 * H if k > 0 else H, B), dtype=dt) for k in range(L)]  # [x; h] (layer 0: h)
+        self.c = [np.zeros((H, B), dtype=dt) for _ in range(L)]
+        self.a = np.empty((G, B), dtype=dt)
+        self.ah = np.empty((G, B), dtype=dt)
+        self.xp = np.empty((G, B), dtype=dt)
+        self.tmp = np.empty((H, B), dtype=dt)
+        self.tc = np.empty((H, B), dtype=dt)
+        self.hn = np.empty((H, B), dtype=dt)
+        self.logits_buf = np.empty((cfg.vocab_size, B), dtype=dt)
+        if cfg.cell == "peephole":
+            self.peep = [tuple(r["peep"][j][:, None] for j in range(3)) for r in self.rec]
         self.reset()
 
+    def _h(self, k: int) -> np.ndarray:
+        return self.z[k][self.cfg.hidden :] if k > 0 else self.z[0]
+
+    @property
+    def state(self):
+        """Per layer, (h, c) or (h,), as (H, B) views of the stepper's buffers."""
+        n = CELLS[self.cfg.cell].n_states
+        return [(self._h(k), self.c[k])[:n] for k in range(self.cfg.layers)]
+
     def reset(self, state=None) -> None:
-        self.state = state if state is not None else zero_state(self.cfg, self.batch)
+        for k in range(self.cfg.layers):
+            self._h(k)[...] = 0.0 if state is None else state[k][0]
+            self.c[k][...] = 0.0 if state is None or len(state[k]) < 2 else state[k][1]
 
     def step(self, ids) -> np.ndarray:
         """Feed character ids (B,) — or one int when B = 1 — and return the next-character logits
         (B, V) (a reused buffer)."""
+        cell, H = self.cfg.cell, self.cfg.hidden
         if isinstance(ids, int):
-            xp = self.table[ids][:, None, None]  # (G·H, 1, 1)
+            x0 = self.table[ids][:, None]  # (G·H, 1)
         else:
-            xp = self.table[np.asarray(ids).reshape(self.batch)].T[:, None, :]  # (G·H, 1, B)
-        h = None
+            x0 = self.table[np.asarray(ids).reshape(self.batch)].T  # (G·H, B)
+        a, tmp = self.a, self.tmp
         for k in range(self.cfg.layers):
+            h = self._h(k)
             if k > 0:
-                xp = self.w_ih[k] @ h  # (G·H, B)
-                xp += self.bias[k]
-                xp = xp[:, None, :]
-            hbuf, self.state[k], _ = self.spec.forward(xp, self.state[k], self.rec[k])
-            h = hbuf[:, 1]  # (H, B)
-        np.matmul(self.w_dec, h, out=self.logits_buf)  # (V, B)
+                self.z[k][:H] = self._h(k - 1)  # this layer's input
+            if self.gru:
+                if k == 0:
+                    xp = x0
+                else:
+                    xp = np.matmul(self.w_ih[k], self.z[k][:H], out=self.xp)
+                    xp += self.b[k]
+                np.matmul(self.w[k], h, out=self.ah)
+                gru_step(xp, self.ah, self.rec[k]["b_hh"][2 * H :, None], h, a, self.hn, h, tmp)
+                continue
+            np.matmul(self.w[k], self.z[k], out=a)  # W_hh h (layer 0) or [W_ih | W_hh] [x; h]
+            a += x0 if k == 0 else self.b[k]
+            if cell == "rnn":
+                rnn_step(a, h)
+            elif cell == "lstm":
+                lstm_step(a, self.c[k], self.c[k], self.tc, h, tmp)
+            elif cell == "cifg":
+                cifg_step(a, self.c[k], self.c[k], self.tc, h, tmp)
+            else:
+                peephole_step(a, self.peep[k], self.c[k], self.c[k], self.tc, h, tmp)
+        np.matmul(self.w_dec, self._h(self.cfg.layers - 1), out=self.logits_buf)  # (V, B)
         self.logits_buf += self.b_dec
         return self.logits_buf.T
