@@ -52,6 +52,17 @@ def _sigmoid_with_tanh_block_(a: np.ndarray, lo: int, hi: int) -> None:
     blk -= 1.0
 
 
+def _gate_derivatives(a: np.ndarray, deriv: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Backward of ``_sigmoid_with_tanh_block_``: from post-activations a, σ' = s(1 − s) on all
+    rows into ``deriv``, except rows lo:hi (tanh) which get 1 − g²."""
+    np.multiply(a, a, out=deriv)
+    np.subtract(a, deriv, out=deriv)
+    blk = deriv[lo:hi]
+    np.multiply(a[lo:hi], a[lo:hi], out=blk)
+    np.subtract(1.0, blk, out=blk)
+    return deriv
+
+
 def _new_hbuf(h0: np.ndarray, T: int) -> np.ndarray:
     """(H, T+1, B) output buffer whose slot 0 holds the initial state."""
     H, B = h0.shape
@@ -179,13 +190,7 @@ def lstm_backward(dhs, dstate, cache):
         np.multiply(dc, cs[t], out=df)
         np.multiply(dc, i, out=dgg)
         dc *= f  # → dc_{t−1}
-        # gate derivatives: σ' = s(1 − s) on i, f, o; tanh' = 1 − g² on g
-        np.multiply(a, a, out=deriv)
-        np.subtract(a, deriv, out=deriv)
-        dblk = deriv[2 * H : 3 * H]
-        np.multiply(g, g, out=dblk)
-        np.subtract(1.0, dblk, out=dblk)
-        d *= deriv
+        d *= _gate_derivatives(a, deriv, 2 * H, 3 * H)  # σ' on i, f, o; tanh' on g
         d3[:, t] = d
         np.matmul(w.T, d, out=dh)  # into h_{t−1}
     d_flat = flat(d3)
@@ -257,11 +262,7 @@ def peephole_backward(dhs, dstate, cache):
         a = gates[t]
         i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
         c_prev, tc = cs[t], tcs[t]
-        np.multiply(a, a, out=deriv)  # σ' on all blocks, tanh' on g
-        np.subtract(a, deriv, out=deriv)
-        dblk = deriv[2 * H : 3 * H]
-        np.multiply(g, g, out=dblk)
-        np.subtract(1.0, dblk, out=dblk)
+        _gate_derivatives(a, deriv, 2 * H, 3 * H)  # σ' on i, f, o; tanh' on g
         dh += dhs[:, t]
         np.multiply(dh, tc, out=do)  # h = o ⊙ tanh(c)
         do *= deriv[3 * H :]  # now dL/da_o
@@ -353,12 +354,7 @@ def cifg_backward(dhs, dstate, cache):
         di *= dc
         np.multiply(dc, i, out=dgg)
         dc -= dgg  # dc_{t−1} = dc ⊙ (1 − i)
-        np.multiply(a, a, out=deriv)
-        np.subtract(a, deriv, out=deriv)
-        dblk = deriv[H : 2 * H]
-        np.multiply(g, g, out=dblk)
-        np.subtract(1.0, dblk, out=dblk)
-        d *= deriv
+        d *= _gate_derivatives(a, deriv, H, 2 * H)  # σ' on i, o; tanh' on g
         d3[:, t] = d
         np.matmul(w.T, d, out=dh)
     d_flat = flat(d3)
