@@ -84,8 +84,7 @@ class Vocab:
             shown = ", ".join(visible(c) for c in unknown[:20])
             more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
             raise VocabError(f"{what} has characters the model does not know: {shown}{more}")
-        lut = {c: i for c, i in idx.items()}
-        return np.fromiter((lut[c] for c in text), dtype=np.int64, count=len(text))
+        return np.fromiter((idx[c] for c in text), dtype=np.int64, count=len(text))
 
     def decode(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in ids)

@@ -199,7 +199,7 @@ class Trainer:
         opts = self.opts
         on_progress = on_progress or (lambda p: None)
         t_start = time.monotonic()
-        chars, t_window, loss_sum, loss_n = 0, time.monotonic(), 0.0, 0
+        chars, loss_sum, loss_n = 0, 0.0, 0
         last_eval_step = None
         stop = None
         log_every = max(1, min(opts.eval_every, 10))
@@ -239,7 +239,7 @@ class Trainer:
             chars += self.B * self.T
             loss_sum, loss_n = loss_sum + loss, loss_n + 1
             now = time.monotonic()
-            cps = chars / max(now - t_window, 1e-9)
+            cps = chars / max(now - t_start, 1e-9)
             prog = Progress(self.step, self.epoch, self.batch, self.stream.batches_per_epoch,
                             self.total_steps, loss, self.last_val, self.best_val, lr, cps, now - t_start)
             if self.step % opts.eval_every == 0:
@@ -258,7 +258,7 @@ class Trainer:
             now = time.monotonic()
             prog = Progress(self.step, self.epoch, self.batch, self.stream.batches_per_epoch,
                             self.total_steps, loss_sum / max(loss_n, 1), self.last_val, self.best_val,
-                            self.lr(), chars / max(now - t_window, 1e-9), now - t_start)
+                            self.lr(), chars / max(now - t_start, 1e-9), now - t_start)
             self._eval_and_save(prog, loss_sum / loss_n if loss_n else math.nan)
             on_progress(prog)
         else:
@@ -368,23 +368,21 @@ def new_trainer(corpus: Path, out: Path, opts: TrainOptions, init_from: Path | N
     model = CharLM(cfg, seed=opts.seed)
     if init is not None:
         model.load_params({k: v.astype(cfg.np_dtype) for k, v in init.params.items()})
-    opt = Optimizer(opts.optimizer, model.flat.size, cfg.np_dtype, weight_decay=opts.weight_decay,
-                    decay_mask=decay_mask(model))
+    opt = make_optimizer(opts, model)
     out = prepare_run_dir(out)
     return Trainer(out, opts, corpus_path=corpus, text=text, vocab=vocab, model=model, optimizer=opt)
 
 
-def decay_mask(model: CharLM) -> np.ndarray:
-    """1 for weight matrices, 0 for biases and peepholes: what weight decay applies to."""
+def make_optimizer(opts: TrainOptions, model: CharLM) -> Optimizer:
+    """The run's optimizer; weight decay applies to weight matrices, not biases or peepholes."""
     mask = np.zeros_like(model.flat)
-    _, views = model.new_grads()
     off = 0
-    for name, v in views.items():
-        n = v.size
-        if v.ndim == 2 and "peep" not in name:
-            mask[off : off + n] = 1
-        off += n
-    return mask
+    for name, p in model.params.items():  # views of model.flat, in order
+        if p.ndim == 2 and "peep" not in name:
+            mask[off : off + p.size] = 1
+        off += p.size
+    return Optimizer(opts.optimizer, model.flat.size, model.cfg.np_dtype, weight_decay=opts.weight_decay,
+                     decay_mask=mask)
 
 
 def resume_trainer(run: Path, corpus: Path | None, overrides: dict) -> Trainer:
@@ -410,8 +408,7 @@ def resume_trainer(run: Path, corpus: Path | None, overrides: dict) -> Trainer:
         raise CorpusError(f"corpus {corpus} has changed since the run started (sha256 differs)")
     cfg = ck.config
     model = CharLM(cfg, params=ck.params)
-    opt = Optimizer(opts.optimizer, model.flat.size, cfg.np_dtype, weight_decay=opts.weight_decay,
-                    decay_mask=decay_mask(model))
+    opt = make_optimizer(opts, model)
     try:
         opt.load_state(ck.optim)
     except ConfigError as e:

@@ -219,3 +219,16 @@ def test_schedules_are_pure_functions_of_the_step():
     assert all(a >= b for a, b in zip(cos[10:], cos[11:]))
     assert cos[110] == pytest.approx(0.1) and cos[119] == pytest.approx(0.1)
     assert lr_at(2500, 1.0, "step", step_size=1000, gamma=0.5) == 0.25
+
+
+def test_weight_decay_applies_to_matrices_only():
+    from lstmgen.train import TrainOptions, make_optimizer
+
+    m = _model("peephole", dtype="float32")
+    opt = make_optimizer(TrainOptions(weight_decay=0.1), m)
+    off = 0
+    for name, p in m.params.items():
+        want = 1.0 if p.ndim == 2 and "peep" not in name else 0.0
+        assert np.all(opt.decay_mask[off : off + p.size] == want), name
+        off += p.size
+    assert off == m.flat.size
