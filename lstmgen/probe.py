@@ -1,0 +1,449 @@
+"""The data behind ``inspect``: gate traces, saturation, unit ranking, pattern probes, exports.
+
+Everything here is computation on a model and a text; rendering lives in ``view.py``.
+
+Notation: T characters of text, H hidden units, V vocabulary, L layers. A *quantity* is one of a
+cell's per-step vectors (gates after their nonlinearity, the cell state c, the output h); row t
+of every (T, H) array is taken right after the model read character t.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lstmgen.errors import ConfigError, LstmgenError
+from lstmgen.generate import generate
+from lstmgen.model import CharLM, ModelConfig
+from lstmgen.text import Vocab
+
+QUANTITIES = {
+    "lstm": ("i", "f", "g", "o", "c", "h"),
+    "peephole": ("i", "f", "g", "o", "c", "h"),
+    "cifg": ("i", "f", "g", "o", "c", "h"),
+    "gru": ("r", "z", "n", "h"),
+    "rnn": ("h",),
+}
+GATE_BLOCKS = {"lstm": "ifgo", "peephole": "ifgo", "cifg": "igo", "gru": "rzn", "rnn": "h"}
+SIGMOID = frozenset("ifozr")  # values in (0, 1); g, n, h in (−1, 1); c unbounded
+# the gate that keeps the state when it is near 1: an "integrator" unit keeps it there
+KEEP_GATE = {"lstm": "f", "peephole": "f", "cifg": "f", "gru": "z"}
+RANK_BY = ("variance", "saturation", "mean")
+PROBES = ("quotes", "brackets", "line-position", "indent")
+LEFT, RIGHT = 0.1, 0.9
+
+
+def quantities(cell: str) -> tuple[str, ...]:
+    return QUANTITIES[cell]
+
+
+def value_range(q: str) -> tuple[float, float]:
+    """The scale a quantity is shown on: (0, 1) for sigmoid gates, (−1, 1) otherwise (c via tanh)."""
+    return (0.0, 1.0) if q in SIGMOID else (-1.0, 1.0)
+
+
+# ---------------------------------------------------------------------- tracing
+
+
+@dataclass
+class Trace:
+    """A model run over a text: per layer a dict quantity → (T, H), and probs (T, V)."""
+
+    text: str
+    ids: np.ndarray  # (T,)
+    cell: str
+    layers: list[dict[str, np.ndarray]]
+    probs: np.ndarray  # (T, V)
+    warmup: str = ""
+
+    @property
+    def T(self) -> int:
+        return len(self.ids)
+
+    @property
+    def H(self) -> int:
+        return self.layers[0]["h"].shape[1]
+
+    def surprisal_bits(self) -> np.ndarray:
+        """(T,) −log2 p(x_{t+1} | x_≤t); NaN for the last character (nothing follows it)."""
+        s = np.full(self.T, np.nan)
+        if self.T > 1:
+            p = self.probs[np.arange(self.T - 1), self.ids[1:]].astype(np.float64)
+            s[:-1] = -np.log2(np.maximum(p, 1e-300))
+        return s
+
+    def top_predictions(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k likeliest next characters after each step: ids (T, k), probabilities (T, k)."""
+        k = max(1, min(k, self.probs.shape[1]))
+        part = np.argpartition(-self.probs, k - 1, axis=1)[:, :k]
+        p = np.take_along_axis(self.probs, part, axis=1)
+        order = np.argsort(-p, axis=1, kind="stable")
+        return np.take_along_axis(part, order, axis=1), np.take_along_axis(p, order, axis=1)
+
+
+def trace_text(model: CharLM, vocab: Vocab, text: str, warmup: str = "", chunk: int = 2048,
+               on_chunk: Callable[[int], None] | None = None) -> Trace:
+    """Run the model over ``warmup`` (not recorded) and then ``text``, from a zero state.
+
+    Long texts are traced in chunks (the state is carried, so the result is the same as one
+    pass); ``on_chunk(n)`` reports progress in characters.
+    """
+    ids = vocab.encode(text, "inspected text")
+    state = model.zero_state(1)
+    if warmup:
+        w = vocab.encode(warmup, "warm-up text")
+        for s in range(0, len(w), chunk):
+            _, state = model.logits(w[None, s : s + chunk], state)
+    parts, probs = [], []
+    for s in range(0, len(ids), chunk):
+        layers, p, state = model.trace(ids[s : s + chunk], state)
+        parts.append(layers)
+        probs.append(p)
+        if on_chunk is not None:
+            on_chunk(min(chunk, len(ids) - s))
+    names = quantities(model.cfg.cell)
+    layers = [{q: np.concatenate([part[k][q] for part in parts]) for q in names} for k in range(model.cfg.layers)]
+    return Trace(text=text, ids=ids, cell=model.cfg.cell, layers=layers, probs=np.concatenate(probs),
+                 warmup=warmup)
+
+
+# ---------------------------------------------------------------------- statistics
+
+
+def rank_units(values: np.ndarray, by: str, q: str) -> tuple[np.ndarray, np.ndarray]:
+    """Units of one quantity (T, H) ordered best first by ``by``; returns (order (H,), score (H,)).
+
+    variance: variance over time; saturation: fraction of steps saturated (sigmoid: < 0.1 or
+    > 0.9; others: |tanh(x)| > 0.9); mean: mean absolute value.
+    """
+    v = values.astype(np.float64)
+    if by == "variance":
+        score = v.var(axis=0)
+    elif by == "saturation":
+        if q in SIGMOID:
+            score = ((v < LEFT) | (v > RIGHT)).mean(axis=0)
+        else:
+            score = (np.abs(np.tanh(v) if q == "c" else v) > RIGHT).mean(axis=0)
+    elif by == "mean":
+        score = np.abs(v).mean(axis=0)
+    else:
+        raise ConfigError(f"--rank-by must be one of {', '.join(RANK_BY)}, got {by!r}")
+    order = np.argsort(-score, kind="stable")
+    return order, score
+
+
+@dataclass
+class Saturation:
+    """Per unit, the fraction of steps a sigmoid gate is below 0.1 (left) and above 0.9 (right)."""
+
+    layer: int
+    gate: str
+    left: np.ndarray  # (H,)
+    right: np.ndarray  # (H,)
+
+    @property
+    def mostly_right(self) -> int:
+        """Units right-saturated more than 90 % of the time (for the keep gate: integrators)."""
+        return int((self.right > 0.9).sum())
+
+    @property
+    def mostly_left(self) -> int:
+        return int((self.left > 0.9).sum())
+
+
+def saturation(trace: Trace) -> list[Saturation]:
+    """Karpathy et al. (2015)'s measurement, for every sigmoid gate of every layer."""
+    out = []
+    for k, layer in enumerate(trace.layers):
+        for q, v in layer.items():
+            if q in SIGMOID:
+                out.append(Saturation(k, q, (v < LEFT).mean(axis=0), (v > RIGHT).mean(axis=0)))
+    return out
+
+
+def histogram(fracs: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Counts of units per tenth of [0, 1] (the last bin includes 1)."""
+    counts, _ = np.histogram(np.asarray(fracs, dtype=np.float64), bins=bins, range=(0.0, 1.0))
+    return counts
+
+
+# ---------------------------------------------------------------------- probes
+
+
+@dataclass
+class Label:
+    """A per-character label: binary (AUC) or continuous (correlation)."""
+
+    name: str
+    values: np.ndarray  # (T,) float64
+    binary: bool
+    description: str
+
+
+def quote_state(text: str) -> np.ndarray:
+    """1 after reading a character that leaves us inside double quotes (straight or curly), else 0."""
+    out = np.zeros(len(text))
+    inside = False
+    for t, ch in enumerate(text):
+        if ch == '"':
+            inside = not inside
+        elif ch == "\u201c":
+            inside = True
+        elif ch == "\u201d":
+            inside = False
+        out[t] = inside
+    return out
+
+
+def bracket_depth(text: str) -> np.ndarray:
+    """Nesting depth of (), [] and {} after each character (never below 0)."""
+    out = np.zeros(len(text))
+    depth = 0
+    for t, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        out[t] = depth
+    return out
+
+
+def line_position(text: str) -> np.ndarray:
+    """Characters read since the last newline (0 right after a newline)."""
+    out = np.zeros(len(text))
+    pos = 0
+    for t, ch in enumerate(text):
+        pos = 0 if ch == "\n" else pos + 1
+        out[t] = pos
+    return out
+
+
+def indent(text: str) -> np.ndarray:
+    """Leading spaces/tabs of the current line read so far (a tab counts 4)."""
+    out = np.zeros(len(text))
+    level, leading = 0, True
+    for t, ch in enumerate(text):
+        if ch == "\n":
+            level, leading = 0, True
+        elif leading and ch in " \t":
+            level += 4 if ch == "\t" else 1
+        else:
+            leading = False
+        out[t] = level
+    return out
+
+
+def regex_mask(text: str, pattern: str) -> np.ndarray:
+    """1 for characters inside a match of the pattern."""
+    try:
+        rx = re.compile(pattern)
+    except re.error as e:
+        raise ConfigError(f"--probe regex:{pattern} is not a valid regular expression: {e}") from e
+    out = np.zeros(len(text))
+    for m in rx.finditer(text):
+        out[m.start() : m.end()] = 1
+    return out
+
+
+def make_label(spec: str, text: str) -> Label:
+    """quotes | brackets | line-position | indent | regex:PATTERN → the label of every character."""
+    if spec == "quotes":
+        lab = Label(spec, quote_state(text), True, "inside double quotes")
+    elif spec == "brackets":
+        lab = Label(spec, bracket_depth(text), False, "bracket nesting depth")
+    elif spec == "line-position":
+        lab = Label(spec, line_position(text), False, "characters since the last newline")
+    elif spec == "indent":
+        lab = Label(spec, indent(text), False, "indentation of the current line")
+    elif spec.startswith("regex:") and len(spec) > len("regex:"):
+        pat = spec[len("regex:") :]
+        lab = Label(spec, regex_mask(text, pat), True, f"inside a match of /{pat}/")
+    else:
+        raise ConfigError(f"--probe must be one of {', '.join(PROBES)} or regex:PATTERN, got {spec!r}")
+    if np.ptp(lab.values) == 0:
+        raise LstmgenError(f"nothing to probe: the label '{lab.description}' is the same for every character "
+                           "of the text; inspect a text where it varies (--text or --file)")
+    return lab
+
+
+def auc(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per column of values (T, H), the area under the ROC curve for binary labels (T,).
+
+    Mann–Whitney with average ranks for ties: P(value of a positive > value of a negative).
+    """
+    pos = labels > 0.5
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    ranks = _average_ranks(values)
+    return (ranks[pos].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..T down each column (T, H), ties sharing their average rank."""
+    T = values.shape[0]
+    order = np.argsort(values, axis=0, kind="stable")
+    sorted_v = np.take_along_axis(values, order, axis=0)
+    ranks_sorted = np.broadcast_to(np.arange(1, T + 1, dtype=np.float64)[:, None], values.shape).copy()
+    # average over runs of equal values: cumulative tricks per column
+    new_run = np.ones_like(sorted_v, dtype=bool)
+    new_run[1:] = sorted_v[1:] != sorted_v[:-1]
+    run_id = np.cumsum(new_run, axis=0) - 1  # (T, H) run index within each column
+    H = values.shape[1]
+    flat_id = (run_id + np.arange(H) * T).ravel(order="F")
+    sums = np.bincount(flat_id, weights=ranks_sorted.ravel(order="F"), minlength=T * H)
+    counts = np.bincount(flat_id, minlength=T * H)
+    avg = (sums / np.maximum(counts, 1))[flat_id].reshape(values.shape, order="F")
+    ranks = np.empty_like(avg)
+    np.put_along_axis(ranks, order, avg, axis=0)
+    return ranks
+
+
+def correlation(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each column of values (T, H) with labels (T,); 0 for constant units."""
+    v = values.astype(np.float64) - values.mean(axis=0)
+    y = labels - labels.mean()
+    den = np.sqrt((v * v).sum(axis=0) * (y @ y))
+    return np.divide(v.T @ y, den, out=np.zeros(v.shape[1]), where=den > 0)
+
+
+@dataclass
+class UnitScore:
+    layer: int
+    quantity: str
+    unit: int
+    score: float  # AUC (binary) or correlation (continuous)
+    strength: float  # how well it tracks the label either way: |AUC − ½|·2 or |r|, in [0, 1]
+
+
+@dataclass
+class ProbeResult:
+    label: Label
+    ranking: list[UnitScore]  # best first, every (layer, quantity, unit)
+    chance: float  # best strength with the label rolled by half the text (same structure, no alignment)
+
+
+def _scores(trace: Trace, y: np.ndarray, binary: bool) -> list[UnitScore]:
+    out = []
+    for k, layer in enumerate(trace.layers):
+        for q, v in layer.items():
+            s = auc(v.astype(np.float64), y) if binary else correlation(v, y)
+            strength = np.abs(s - 0.5) * 2 if binary else np.abs(s)
+            out.extend(UnitScore(k, q, j, float(s[j]), float(strength[j])) for j in range(len(s)))
+    return out
+
+
+def probe(trace: Trace, spec: str) -> ProbeResult:
+    """Rank every unit of every layer and quantity by how well it tracks the label ``spec``."""
+    label = make_label(spec, trace.text)
+    ranking = sorted(_scores(trace, label.values, label.binary), key=lambda u: -u.strength)
+    rolled = np.roll(label.values, len(label.values) // 2)
+    chance = 0.0
+    if np.ptp(rolled) > 0:
+        chance = max(u.strength for u in _scores(trace, rolled, label.binary))
+    return ProbeResult(label, ranking, chance)
+
+
+# ---------------------------------------------------------------------- parameters
+
+
+@dataclass
+class ParamRow:
+    name: str  # tensor name, with the gate block as a suffix ("rnn.weight_ih_l0 [i]")
+    shape: tuple[int, ...]
+    count: int
+    mean: float
+    std: float
+    norm: float
+    block: bool  # a gate block of a stacked tensor (not counted in totals)
+
+
+def _row(name: str, a: np.ndarray, block: bool = False) -> ParamRow:
+    a64 = a.astype(np.float64)
+    return ParamRow(name, tuple(a.shape), int(a.size), float(a64.mean()), float(a64.std()),
+                    float(np.sqrt((a64 * a64).sum())), block)
+
+
+def param_summary(cfg: ModelConfig, params: dict[str, np.ndarray]) -> list[ParamRow]:
+    """Every tensor, and for stacked gate tensors every gate block (rows of W_i, W_f, …)."""
+    rows = []
+    H = cfg.hidden
+    blocks = GATE_BLOCKS[cfg.cell]
+    for name, a in params.items():
+        rows.append(_row(name, a))
+        kind = "W" if ".weight_" in name else "b"
+        if "peep" in name:
+            rows.extend(_row(f"{name} p_{g}", a[b], block=True) for b, g in enumerate("ifo"))
+        elif name.startswith("rnn.") and len(blocks) > 1:
+            rows.extend(_row(f"{name} {kind}_{g}", a[b * H : (b + 1) * H], block=True) for b, g in enumerate(blocks))
+    return rows
+
+
+# ---------------------------------------------------------------------- exports
+
+
+def export_npz(path: str | Path, trace: Trace) -> None:
+    """CONTRACTS.md §1: text (0-d unicode), layer{k}.{q} (T, H), probs (T, V); no pickled objects."""
+    arrays = {"text": np.array(trace.text)}
+    for k, layer in enumerate(trace.layers):
+        for q, v in layer.items():
+            arrays[f"layer{k}.{q}"] = np.ascontiguousarray(v)
+    arrays["probs"] = np.ascontiguousarray(trace.probs)
+    _write(path, lambda f: np.savez(f, **arrays))
+
+
+def export_csv(path: str | Path, trace: Trace) -> None:
+    """Long format, one row per value: t, char, layer, unit, quantity, value."""
+
+    def write(f):
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(("t", "char", "layer", "unit", "quantity", "value"))
+        units = range(trace.H)
+        for t, ch in enumerate(trace.text):
+            for k, layer in enumerate(trace.layers):
+                for q, v in layer.items():
+                    row = v[t].tolist()
+                    w.writerows((t, ch, k, j, q, f"{row[j]:.7g}") for j in units)
+
+    _write(path, write, text=True)
+
+
+def _write(path: str | Path, fill: Callable, text: bool = False) -> None:
+    p = Path(path)
+    try:
+        with open(p, "w", encoding="utf-8", newline="") if text else open(p, "wb") as f:
+            fill(f)
+    except OSError as e:
+        raise LstmgenError(f"cannot write {p}: {e.strerror or e}") from e
+
+
+def finite_or_none(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+# ---------------------------------------------------------------------- which text
+
+
+def default_text(meta: dict, model: CharLM, vocab: Vocab, n_chars: int = 2000) -> tuple[str, str]:
+    """The start of the training corpus's validation tail when the corpus is at hand (from a line
+    start), else a seeded sample of the model. Returns (text, where it came from)."""
+    corpus = meta.get("corpus", {})
+    path = Path(corpus.get("path", ""))
+    if corpus.get("path") and path.is_file():
+        try:
+            text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        if text and set(text) <= set(vocab.chars):
+            val_frac = float(meta.get("train", {}).get("val_frac", 0.0) or 0.0)
+            start = len(text) - max(2, int(round(len(text) * val_frac))) if val_frac > 0 else 0
+            nl = text.find("\n", start, start + 500)
+            start = nl + 1 if nl >= 0 and nl + 1 < len(text) else start
+            where = "validation tail" if val_frac > 0 else "start"
+            return text[start : start + n_chars], f"the {where} of {path.name} (from character {start:,})"
+    text = "".join(generate(model, vocab, n_chars, temperature=0.8, rng=np.random.default_rng(0)))
+    return text, "a sample of the model (seed 0, temperature 0.8): the training corpus is not at hand"

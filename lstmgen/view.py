@@ -1,0 +1,223 @@
+"""Rendering ``inspect`` for people: rich tables, heat maps, saturation bars, parameter summaries.
+
+Pure presentation of what ``probe.py`` computed: every function returns a rich renderable and
+nothing here prints, reads files or touches the model.
+
+Colour scales: sigmoid gates (i, f, o, r, z) run from white at 0 to blue at 1; tanh quantities
+(g, n, h, and the cell state c through tanh) use the diverging red (−1) – white (0) – blue (+1)
+scale of Karpathy et al. (2015)'s figures.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from rich.color import Color
+from rich.console import Group
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+
+from lstmgen.probe import KEEP_GATE, SIGMOID, ParamRow, ProbeResult, Saturation, Trace, histogram
+
+RED, WHITE, BLUE = (178, 24, 43), (247, 247, 247), (33, 102, 172)
+BARS = " ▁▂▃▄▅▆▇█"
+SHOWN = {"\n": "↵", " ": "␣", "\t": "⇥", "\r": "␍"}
+
+
+def shown(ch: str) -> str:
+    """A character as it reads in a table cell: ␣ for space, ↵ for newline, escapes for control codes."""
+    if ch in SHOWN:
+        return SHOWN[ch]
+    if not ch.isprintable():
+        return f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}"
+    return ch
+
+
+def _mix(a, b, w: float) -> tuple[int, int, int]:
+    return tuple(int(round(x + (y - x) * w)) for x, y in zip(a, b))
+
+
+def value_style(v: float, q: str) -> Style:
+    """Background colour of a value on its quantity's scale, with a readable foreground."""
+    if not math.isfinite(v):
+        return Style(color="white", bgcolor="black")
+    if q in SIGMOID:
+        rgb = _mix(WHITE, BLUE, min(1.0, max(0.0, v)))
+    else:
+        x = math.tanh(v) if q == "c" else min(1.0, max(-1.0, v))
+        rgb = _mix(WHITE, BLUE, x) if x >= 0 else _mix(WHITE, RED, -x)
+    lum = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    return Style(color="black" if lum > 140 else "white", bgcolor=Color.from_rgb(*rgb))
+
+
+def _fmt(v: float, q: str) -> str:
+    return f"{v:.2f}" if q in SIGMOID else f"{v:+.2f}"
+
+
+def gate_table(trace: Trace, chars: str, layer: int, quantities: list[str], units: list[int] | None,
+               top_k: int, start: int, rows: int) -> Table:
+    """One row per character: the chosen units' values (or the mean over units) of each quantity,
+    the model's top-k next-character guesses and the surprisal of the character that came next."""
+    T = trace.T
+    stop = min(T, start + rows)
+    what = "mean over all units" if units is None else "units " + ", ".join(map(str, units))
+    table = Table(title=f"layer {layer}: {what}", title_justify="left", header_style="bold", box=None,
+                  pad_edge=False, padding=(0, 1))
+    table.add_column("t", justify="right", style="dim")
+    table.add_column("char", justify="center")
+    layer_q = trace.layers[layer]
+    for q in quantities:
+        table.add_column(q if units is None or len(units) == 1 else f"{q} ({len(units)})", justify="right",
+                         no_wrap=True)
+    table.add_column("next", justify="center")
+    table.add_column(f"top {top_k} guesses", no_wrap=True)
+    table.add_column("bits", justify="right")
+    top_ids, top_p = trace.top_predictions(top_k)
+    bits = trace.surprisal_bits()
+    for t in range(start, stop):
+        cells = [str(t), Text(shown(trace.text[t]), style="bold")]
+        for q in quantities:
+            vals = layer_q[q][t]
+            vals = [float(vals.mean())] if units is None else [float(vals[j]) for j in units]
+            cell = Text()
+            for n, v in enumerate(vals):
+                if n:
+                    cell.append(" ")
+                cell.append(_fmt(v, q), style=value_style(v, q))
+            cells.append(cell)
+        nxt = trace.ids[t + 1] if t + 1 < T else None
+        guesses = Text()
+        for n in range(top_ids.shape[1]):
+            cid = int(top_ids[t, n])
+            style = "bold green" if nxt is not None and cid == nxt else ""
+            if n:
+                guesses.append("  ")
+            guesses.append(shown(chars[cid]), style=style or "bold")
+            guesses.append(f" {top_p[t, n]:.2f}", style=style or "dim")
+        if nxt is None:
+            cells += ["", guesses, ""]
+        else:
+            hit = int(top_ids[t, 0]) == nxt
+            cells += [Text(shown(chars[nxt]), style="green" if hit else "bold red"), guesses,
+                      Text(f"{bits[t]:.2f}", style="" if hit else "red")]
+        table.add_row(*cells)
+    return table
+
+
+def heatmap(trace: Trace, layer: int, q: str, unit: int, start: int, length: int, title: str = "") -> Group:
+    """The text coloured by one unit's value at every character (line breaks kept, shown as ↵)."""
+    v = trace.layers[layer][q][:, unit]
+    stop = min(trace.T, start + length)
+    body = Text()
+    for t in range(start, stop):
+        ch = trace.text[t]
+        style = value_style(float(v[t]), q)
+        if ch == "\n":
+            body.append("↵", style=style)
+            body.append("\n")
+        else:
+            body.append(ch if ch.isprintable() else shown(ch), style=style)
+    legend = Text(f"{title or f'layer {layer} {q}[{unit}]'}   ", style="bold")
+    legend.append_text(scale_legend(q))
+    legend.append(f"  {start}–{stop - 1}/{trace.T}" if stop > start else "", style="dim")
+    return Group(legend, body, Text(""))
+
+
+def scale_legend(q: str) -> Text:
+    lo, hi = (0.0, 1.0) if q in SIGMOID else (-1.0, 1.0)
+    label = f"tanh({q})" if q == "c" else q
+    legend = Text(f"{label}: {lo:g} ")
+    for x in np.linspace(lo, hi, 9):
+        legend.append("  ", style=value_style(float(math.atanh(x * 0.999)) if q == "c" else float(x), q))
+    legend.append(f" {hi:g}")
+    return legend
+
+
+def bars(counts: np.ndarray) -> str:
+    """A histogram as one row of block characters, scaled to its largest bin."""
+    top = max(int(counts.max()), 1)
+    return "".join(BARS[max(1, int(round(c / top * (len(BARS) - 1))))] if c else "·" for c in counts)
+
+
+def saturation_table(sats: list[Saturation], cell: str, n_chars: int) -> Group:
+    """Per layer and sigmoid gate: mean saturated fractions, histograms over units, integrators."""
+    keep = KEEP_GATE.get(cell)
+    table = Table(title=f"gate saturation over {n_chars:,} characters (left: < 0.1, right: > 0.9)",
+                  title_justify="left", header_style="bold")
+    table.add_column("layer", justify="right")
+    table.add_column("gate")
+    table.add_column("left %", justify="right")
+    table.add_column("right %", justify="right")
+    table.add_column("units by left fraction\n0 ────────── 1", no_wrap=True)
+    table.add_column("units by right fraction\n0 ────────── 1", no_wrap=True)
+    table.add_column("mostly left", justify="right")
+    table.add_column("mostly right", justify="right")
+    for s in sats:
+        H = len(s.left)
+        right = f"{s.mostly_right}/{H}"
+        if s.gate == keep:
+            right += " integrators"
+        table.add_row(str(s.layer), s.gate, f"{100 * s.left.mean():.1f}", f"{100 * s.right.mean():.1f}",
+                      bars(histogram(s.left)), bars(histogram(s.right)), f"{s.mostly_left}/{H}", right)
+    note = "mostly: saturated on more than 90 % of the characters"
+    if keep:
+        note += f"; integrators: units whose {keep} (keep) gate is > 0.9 that often"
+    return Group(table, Text(note, style="dim"))
+
+
+def probe_table(result: ProbeResult, top: int) -> Group:
+    lab = result.label
+    measure = "AUC" if lab.binary else "correlation"
+    table = Table(title=f"--probe {lab.name}: units tracking {lab.description}", title_justify="left",
+                  header_style="bold")
+    table.add_column("rank", justify="right")
+    table.add_column("layer", justify="right")
+    table.add_column("quantity")
+    table.add_column("unit", justify="right")
+    table.add_column(measure, justify="right")
+    table.add_column("strength", justify="right")
+    for n, u in enumerate(result.ranking[:top]):
+        table.add_row(str(n + 1), str(u.layer), u.quantity, str(u.unit), f"{u.score:+.3f}" if not lab.binary
+                      else f"{u.score:.3f}", f"{u.strength:.3f}")
+    note = (f"strength: {'|AUC − 0.5| × 2' if lab.binary else '|r|'}; chance level (best strength with the label "
+            f"shifted by half the text): {result.chance:.3f}")
+    return Group(table, Text(note, style="dim"))
+
+
+def params_table(rows: list[ParamRow], meta: dict, cfg) -> Group:
+    """Model config and training state, then every tensor (and gate block) with its statistics."""
+    train, corpus = meta.get("train", {}), meta.get("corpus", {})
+    info = Table(show_header=False, box=None, title="checkpoint", title_justify="left", title_style="bold")
+    info.add_column(style="dim")
+    info.add_column()
+    best = train.get("best_val_loss")
+    best_s = f"{best:.4f} nats ({best / math.log(2):.3f} bits/char)" if isinstance(best, int | float) else "—"
+    for k, v in [
+        ("model", f"{cfg.cell}, {cfg.layers} layer(s) × {cfg.hidden} units, embed {cfg.embed}, "
+                  f"dropout {cfg.dropout:g}, {cfg.dtype}"),
+        ("vocabulary", f"{cfg.vocab_size} characters"),
+        ("trained", f"step {train.get('step', '?')}, epoch {train.get('epoch', '?')}, best val loss {best_s}"),
+        ("optimizer", f"{train.get('optimizer', '?')}, lr {train.get('lr', '?')} ({train.get('lr_schedule', '?')}), "
+                      f"batch {train.get('effective_batch_size', '?')}×{train.get('effective_seq_len', '?')}"),
+        ("corpus", f"{corpus.get('name', '?')}: {corpus.get('chars', 0):,} chars, sha256 "
+                   f"{str(corpus.get('sha256', '?'))[:12]}…"),
+        ("lstmgen", str(meta.get("lstmgen_version", "?"))),
+    ]:
+        info.add_row(k, str(v))
+    table = Table(title="parameters", title_justify="left", header_style="bold")
+    for name, just in [("tensor", "left"), ("shape", "left"), ("count", "right"), ("mean", "right"),
+                       ("std", "right"), ("norm", "right")]:
+        table.add_column(name, justify=just)
+    total = 0
+    for r in rows:
+        style = "dim" if r.block else ""
+        name = Text(f"  └ {r.name.rsplit(' ', 1)[1]}" if r.block else r.name)
+        table.add_row(name, "×".join(map(str, r.shape)), f"{r.count:,}", f"{r.mean:+.4f}", f"{r.std:.4f}",
+                      f"{r.norm:.3f}", style=style)
+        if not r.block:
+            total += r.count
+    table.add_section()
+    table.add_row("total", "", f"{total:,}", "", "", "", style="bold")
+    return Group(info, Text(""), table)
