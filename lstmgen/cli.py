@@ -476,10 +476,8 @@ def inspect(
                                        found, param_rows, source), allow_nan=False))
     if (export is not None or csv_path is not None or as_json) and html is None:
         return
-    product = out if not (export is not None or csv_path is not None or as_json) else \
-        Console(file=io.StringIO(), width=out.width)  # the view is only for --html
-    if html is not None:
-        product.record = True
+    machine = export is not None or csv_path is not None or as_json  # then the view is only for --html
+    product = Console(highlight=False, file=io.StringIO() if machine else None, record=html is not None)
     loss_bits = float(np.nanmean(trace.surprisal_bits())) if trace.T > 1 else float("nan")
     header = Text(f"{cfg.cell} {cfg.layers}×{cfg.hidden} · step {ck.meta.get('train', {}).get('step', '?')} · "
                   f"{trace.T:,} characters of {source}" + (f" after {len(warmup):,} of warm-up" if warmup else "")
@@ -490,7 +488,11 @@ def inspect(
         product.print(view.params_table(param_rows, ck.meta, cfg))
         product.print()
     if rows > 0 and start < trace.T:
-        product.print(view.gate_table(trace, vocab.chars, layer, list(shown_q), chosen, top_k, start, rows))
+        table, note = view.fitted_gate_table(trace, vocab.chars, layer, list(shown_q), chosen, top_k, start, rows,
+                                             product.width)
+        product.print(table)
+        if note:
+            product.print(Text(note, style="dim"))
         if start + rows < trace.T:
             product.print(Text(f"rows {start}–{min(trace.T, start + rows) - 1} of {trace.T}; --start and --rows "
                                "show others", style="dim"))

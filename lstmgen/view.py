@@ -13,8 +13,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from rich import box
 from rich.color import Color
-from rich.console import Group
+from rich.console import Console, Group
+from rich.measure import Measurement
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -65,15 +67,15 @@ def gate_table(trace: Trace, chars: str, layer: int, quantities: list[str], unit
     what = "mean over all units" if units is None else "units " + ", ".join(map(str, units))
     table = Table(title=f"layer {layer}: {what}", title_justify="left", header_style="bold", box=None,
                   pad_edge=False, padding=(0, 1))
-    table.add_column("t", justify="right", style="dim")
-    table.add_column("char", justify="center")
+    table.add_column("t", justify="right", style="dim", no_wrap=True)
+    table.add_column("char", justify="center", no_wrap=True)
     layer_q = trace.layers[layer]
     for q in quantities:
         table.add_column(q if units is None or len(units) == 1 else f"{q} ({len(units)})", justify="right",
                          no_wrap=True)
-    table.add_column("next", justify="center")
-    table.add_column(f"top {top_k} guesses", no_wrap=True)
-    table.add_column("bits", justify="right")
+    table.add_column("next", justify="center", no_wrap=True)
+    table.add_column(f"top {top_k} guesses" if top_k > 1 else "guess", no_wrap=True)
+    table.add_column("bits", justify="right", no_wrap=True)
     top_ids, top_p = trace.top_predictions(top_k)
     bits = trace.surprisal_bits()
     for t in range(start, stop):
@@ -104,6 +106,36 @@ def gate_table(trace: Trace, chars: str, layer: int, quantities: list[str], unit
                       Text(f"{bits[t]:.2f}", style="" if hit else "red")]
         table.add_row(*cells)
     return table
+
+
+def natural_width(renderable) -> int:
+    """The width a renderable takes when nothing constrains it."""
+    console = Console(width=10_000)
+    return Measurement.get(console, console.options, renderable).maximum
+
+
+def fitted_gate_table(trace: Trace, chars: str, layer: int, quantities: list[str], units: list[int] | None,
+                      top_k: int, start: int, rows: int, width: int) -> tuple[Table, str]:
+    """``gate_table`` made to fit ``width`` columns: fewer guesses first, then fewer quantities.
+
+    Returns the table and a note saying what was left out ("" when nothing was)."""
+    qs, k = list(quantities), top_k
+    while True:
+        table = gate_table(trace, chars, layer, qs, units, k, start, rows)
+        if natural_width(table) <= width or (k == 1 and len(qs) == 1):
+            break
+        if k > 1:
+            k -= 1
+        else:
+            qs.pop()
+    left_out = []
+    if k < top_k:
+        left_out.append(f"{k} of {top_k} guesses")
+    if len(qs) < len(quantities):
+        left_out.append(f"quantities {', '.join(q for q in quantities if q not in qs)} hidden")
+    note = f"narrow terminal: {'; '.join(left_out)} (--quantities, --units, --top-k or a wider window)" \
+        if left_out else ""
+    return table, note
 
 
 def heatmap(trace: Trace, layer: int, q: str, unit: int, start: int, length: int, title: str = "") -> Group:
@@ -144,27 +176,25 @@ def bars(counts: np.ndarray) -> str:
 def saturation_table(sats: list[Saturation], cell: str, n_chars: int) -> Group:
     """Per layer and sigmoid gate: mean saturated fractions, histograms over units, integrators."""
     keep = KEEP_GATE.get(cell)
-    table = Table(title=f"gate saturation over {n_chars:,} characters (left: < 0.1, right: > 0.9)",
-                  title_justify="left", header_style="bold")
-    table.add_column("layer", justify="right")
-    table.add_column("gate")
-    table.add_column("left %", justify="right")
-    table.add_column("right %", justify="right")
-    table.add_column("units by left fraction\n0 ────────── 1", no_wrap=True)
-    table.add_column("units by right fraction\n0 ────────── 1", no_wrap=True)
-    table.add_column("mostly left", justify="right")
-    table.add_column("mostly right", justify="right")
+    table = Table(title=f"gate saturation over {n_chars:,} characters", title_justify="left", header_style="bold",
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    for name, just in [("layer", "right"), ("gate", "left"), ("% < 0.1", "right"), ("% > 0.9", "right"),
+                       ("hist < 0.1", "left"), ("hist > 0.9", "left"), ("mostly\n< 0.1", "right"),
+                       ("mostly\n> 0.9", "right")]:
+        table.add_column(name, justify=just, no_wrap=True)
+    lines = []
     for s in sats:
         H = len(s.left)
-        right = f"{s.mostly_right}/{H}"
-        if s.gate == keep:
-            right += " integrators"
         table.add_row(str(s.layer), s.gate, f"{100 * s.left.mean():.1f}", f"{100 * s.right.mean():.1f}",
-                      bars(histogram(s.left)), bars(histogram(s.right)), f"{s.mostly_left}/{H}", right)
-    note = "mostly: saturated on more than 90 % of the characters"
-    if keep:
-        note += f"; integrators: units whose {keep} (keep) gate is > 0.9 that often"
-    return Group(table, Text(note, style="dim"))
+                      bars(histogram(s.left)), bars(histogram(s.right)), f"{s.mostly_left}/{H}",
+                      f"{s.mostly_right}/{H}")
+        if s.gate == keep:
+            lines.append(f"layer {s.layer}: {s.mostly_right} of {H} units are integrators ({keep} > 0.9 on more "
+                         "than 90 % of the characters)")
+    note = Text("\n".join(lines + [
+        "%: of all unit-steps; hist: units by the % of characters on which they are saturated (0 % on the left, "
+        "100 % on the right); mostly: on more than 90 % of the characters"]), style="dim")
+    return Group(table, note)
 
 
 def probe_table(result: ProbeResult, top: int) -> Group:
