@@ -272,35 +272,35 @@ def make_label(spec: str, text: str) -> Label:
     return lab
 
 
-def auc(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def auc(values: np.ndarray, labels: np.ndarray, ranks: np.ndarray | None = None) -> np.ndarray:
     """Per column of values (T, H), the area under the ROC curve for binary labels (T,).
 
     Mann–Whitney with average ranks for ties: P(value of a positive > value of a negative).
+    ``ranks`` (from ``_average_ranks(values)``) may be passed to score several labels at once.
     """
     pos = labels > 0.5
     n1, n0 = int(pos.sum()), int((~pos).sum())
-    ranks = _average_ranks(values)
+    if ranks is None:
+        ranks = _average_ranks(values)
     return (ranks[pos].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..T down each column (T, H), ties sharing their average rank."""
-    T = values.shape[0]
-    order = np.argsort(values, axis=0, kind="stable")
-    sorted_v = np.take_along_axis(values, order, axis=0)
-    ranks_sorted = np.broadcast_to(np.arange(1, T + 1, dtype=np.float64)[:, None], values.shape).copy()
-    # average over runs of equal values: cumulative tricks per column
-    new_run = np.ones_like(sorted_v, dtype=bool)
-    new_run[1:] = sorted_v[1:] != sorted_v[:-1]
-    run_id = np.cumsum(new_run, axis=0) - 1  # (T, H) run index within each column
-    H = values.shape[1]
-    flat_id = (run_id + np.arange(H) * T).ravel(order="F")
-    sums = np.bincount(flat_id, weights=ranks_sorted.ravel(order="F"), minlength=T * H)
-    counts = np.bincount(flat_id, minlength=T * H)
-    avg = (sums / np.maximum(counts, 1))[flat_id].reshape(values.shape, order="F")
-    ranks = np.empty_like(avg)
-    np.put_along_axis(ranks, order, avg, axis=0)
-    return ranks
+    """Ranks 1..T down each column of (T, H), ties sharing their average rank."""
+    v = np.ascontiguousarray(values.T, dtype=np.float64)  # (H, T): sort contiguous rows
+    H, T = v.shape
+    order = np.argsort(v, axis=1)  # any order within ties: they get their average rank
+    sv = np.take_along_axis(v, order, axis=1)
+    idx = np.broadcast_to(np.arange(T), (H, T))
+    starts = np.ones((H, T), dtype=bool)
+    starts[:, 1:] = sv[:, 1:] != sv[:, :-1]
+    ends = np.ones((H, T), dtype=bool)
+    ends[:, :-1] = starts[:, 1:]
+    first = np.maximum.accumulate(np.where(starts, idx, 0), axis=1)  # where each tie run starts
+    last = np.minimum.accumulate(np.where(ends, idx, T - 1)[:, ::-1], axis=1)[:, ::-1]  # and ends
+    ranks = np.empty((H, T))
+    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=1)
+    return ranks.T
 
 
 def correlation(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -327,24 +327,27 @@ class ProbeResult:
     chance: float  # best strength with the label rolled by half the text (same structure, no alignment)
 
 
-def _scores(trace: Trace, y: np.ndarray, binary: bool) -> list[UnitScore]:
-    out = []
+def _scores(trace: Trace, labels: list[np.ndarray], binary: bool) -> list[list[UnitScore]]:
+    """For each label, every (layer, quantity, unit) scored: AUC or correlation."""
+    out = [[] for _ in labels]
     for k, layer in enumerate(trace.layers):
         for q, v in layer.items():
-            s = auc(v.astype(np.float64), y) if binary else correlation(v, y)
-            strength = np.abs(s - 0.5) * 2 if binary else np.abs(s)
-            out.extend(UnitScore(k, q, j, float(s[j]), float(strength[j])) for j in range(len(s)))
+            ranks = _average_ranks(v) if binary else None  # shared by all labels
+            for n, y in enumerate(labels):
+                s = auc(v, y, ranks) if binary else correlation(v, y)
+                strength = np.abs(s - 0.5) * 2 if binary else np.abs(s)
+                out[n].extend(UnitScore(k, q, j, float(s[j]), float(strength[j])) for j in range(len(s)))
     return out
 
 
 def probe(trace: Trace, spec: str) -> ProbeResult:
     """Rank every unit of every layer and quantity by how well it tracks the label ``spec``."""
     label = make_label(spec, trace.text)
-    ranking = sorted(_scores(trace, label.values, label.binary), key=lambda u: -u.strength)
     rolled = np.roll(label.values, len(label.values) // 2)
-    chance = 0.0
-    if np.ptp(rolled) > 0:
-        chance = max(u.strength for u in _scores(trace, rolled, label.binary))
+    both = [label.values] + ([rolled] if np.ptp(rolled) > 0 else [])
+    scores = _scores(trace, both, label.binary)
+    ranking = sorted(scores[0], key=lambda u: -u.strength)
+    chance = max(u.strength for u in scores[1]) if len(scores) > 1 else 0.0
     return ProbeResult(label, ranking, chance)
 
 
