@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from lstmgen import __version__, probe, view
 from lstmgen import checkpoint as ckpt_io
@@ -26,16 +27,53 @@ from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.generate import check_options, generate
 from lstmgen.model import CELL_TYPES, CharLM
 from lstmgen.optim import OPTIMIZERS, SCHEDULES
+from lstmgen.rundir import default_run_dir
 from lstmgen.text import DEFAULT_CORPUS, Vocab, read_text
-from lstmgen.train import (
-    TrainOptions,
-    default_run_dir,
-    evaluate_ids,
-    new_trainer,
-    resume_trainer,
-)
+from lstmgen.train import TrainOptions, evaluate_ids, new_trainer, resume_trainer
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (bad option values, missing arguments) as one line on stderr, exit 2."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except Exception as e:  # Click's exceptions (vendored by newer Typer): duck-typed
+            if type(e).__name__ == "Abort":
+                err.print("[bold red]interrupted[/]")
+                sys.exit(130)
+            if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
+                raise
+            ctx, msg = getattr(e, "ctx", None), e.format_message()
+            if msg:  # (no arguments at all: the help was shown, nothing to add)
+                value = _given_value(getattr(e, "param", None), kwargs.get("args", args[0] if args else None))
+                if value is not None:
+                    msg = msg.replace(":", f" (got {value!r}):", 1)
+                where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+                err.print(f"[bold red]error:[/] {escape(msg)}{escape(where)}")
+            sys.exit(e.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _given_value(param, argv) -> str | None:
+    """What the user typed for an option that failed validation (to name it in the error)."""
+    opts = getattr(param, "opts", None)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not opts:
+        return None
+    for n, tok in enumerate(argv):
+        for o in opts:
+            if tok == o and n + 1 < len(argv):
+                return argv[n + 1]
+            if tok.startswith(o + "="):
+                return tok[len(o) + 1 :]
+    return None
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -53,7 +91,8 @@ def boundary(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite results are checked
+                return fn(*args, **kwargs)
         except LstmgenError as e:
             if os.environ.get("LSTMGEN_DEBUG") == "1":
                 raise
@@ -95,11 +134,11 @@ def parse_duration(text: str | None) -> float | None:
         return None
     m = _DURATION.match(text)
     if not text.strip() or not m or not any(m.groups()):
-        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 10m or 1h")
+        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 10m or 1h", param_hint="--max-time")
     h, mnt, s = (float(g) if g else 0.0 for g in m.groups())
     total = h * 3600 + mnt * 60 + s
     if total <= 0:
-        raise typer.BadParameter(f"{text!r} must be longer than zero")
+        raise typer.BadParameter(f"{text!r} must be longer than zero", param_hint="--max-time")
     return total
 
 
@@ -122,7 +161,7 @@ def train(
                                                rich_help_panel=P_MODEL)] = None,
     embed: Annotated[int | None, typer.Option(min=1, help="Embedding size. (default 64)",
                                               rich_help_panel=P_MODEL)] = None,
-    dropout: Annotated[float | None, typer.Option(min=0.0, max=0.999999, help="Dropout between layers and before "
+    dropout: Annotated[float | None, typer.Option(help="Dropout between layers and before "
                                                   "the output layer. (default 0.1)",
                                                   rich_help_panel=P_MODEL)] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 or float64. (default float32)",
@@ -131,7 +170,7 @@ def train(
                                                 rich_help_panel=P_DATA)] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Parallel streams B (state carried across "
                                                    "batches). (default 32)", rich_help_panel=P_DATA)] = None,
-    val_frac: Annotated[float | None, typer.Option(min=0.0, max=0.999999, help="Held-out tail of the corpus. "
+    val_frac: Annotated[float | None, typer.Option(help="Held-out tail of the corpus. "
                                                    "(default 0.05)", rich_help_panel=P_DATA)] = None,
     optimizer: Annotated[str | None, typer.Option(help=f"{', '.join(OPTIMIZERS)}. (default adam)",
                                                   rich_help_panel=P_OPT)] = None,
@@ -242,6 +281,7 @@ def _run_training(trainer, resumed: bool) -> None:
         for s, h in old.items():
             signal.signal(s, h)
         bar.close()
+        trainer.close()
     where = escape(str(summary.run_dir))
     if summary.stop_reason in ("SIGINT", "SIGTERM"):
         err.print(f"[yellow]interrupted ({summary.stop_reason}) at step {summary.step}:[/] saved "

@@ -18,10 +18,11 @@ import numpy as np
 
 from lstmgen import __version__
 from lstmgen import checkpoint as ckpt_io
-from lstmgen.errors import ConfigError, CorpusError, DivergenceError
+from lstmgen.errors import ConfigError, CorpusError, DivergenceError, LstmgenError
 from lstmgen.model import CharLM, ModelConfig
 from lstmgen.optim import Optimizer, clip_grad_norm_, lr_at
-from lstmgen.text import BatchStream, Vocab, fit_batch, read_text, sha256_of, split
+from lstmgen.rundir import RunLock, prepare_run_dir
+from lstmgen.text import BatchStream, Vocab, fit_batch, read_text, sha256_of, split, visible
 
 # options that define the model and its data: fixed for the life of a run
 MODEL_KEYS = ("cell", "layers", "hidden", "embed", "dropout", "dtype")
@@ -112,8 +113,8 @@ class Trainer:
 
     def __init__(self, run_dir: Path, opts: TrainOptions, *, corpus_path: Path, text: str,
                  vocab: Vocab, model: CharLM, optimizer: Optimizer, meta_train: dict | None = None,
-                 state=None):
-        self.run_dir, self.opts = run_dir, opts
+                 state=None, lock: RunLock | None = None):
+        self.run_dir, self.opts, self.lock = run_dir, opts, lock
         self.corpus_path, self.vocab, self.model, self.opt = corpus_path, vocab, model, optimizer
         ids = vocab.encode(text, "corpus")
         self.corpus_sha = sha256_of(corpus_path)
@@ -137,6 +138,11 @@ class Trainer:
         if state is not None and state[0][0].shape[1] != B:
             self.state = model.zero_state(B)
         self.stop_request: str | None = None  # set from a signal handler
+
+    def close(self) -> None:
+        """Let another process have the run directory."""
+        if self.lock is not None:
+            self.lock.release()
 
     # ------------------------------------------------------------------ budget
     @property
@@ -191,8 +197,12 @@ class Trainer:
         return path
 
     def log(self, record: dict) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        path = self.run_dir / "metrics.jsonl"
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise LstmgenError(f"cannot write {path}: {e.strerror or e}") from e
 
     # ------------------------------------------------------------------ the loop
     def run(self, on_progress: Callable[[Progress], None] | None = None) -> Summary:
@@ -275,6 +285,9 @@ class Trainer:
         if self.stop_request:  # interrupted mid-validation: keep the training state, save latest
             self.save("latest.npz")
             return
+        if val is not None and not math.isfinite(val):
+            raise DivergenceError(f"training diverged by step {self.step}: the validation loss is not finite; "
+                                  f"try a lower learning rate (--lr {self.opts.lr / 4:g})")
         self.last_val = val
         improved = val is not None and (self.best_val is None or val < self.best_val)
         if improved:
@@ -320,38 +333,15 @@ def evaluate_ids(model: CharLM, ids: np.ndarray, streams: int = 1, chunk: int = 
 # ---------------------------------------------------------------------- building runs
 
 
-def default_run_dir(corpus: Path) -> Path:
-    """runs/<corpus stem>, or runs/<stem>-2, -3, ... : never another run's directory."""
-    base = Path("runs") / (corpus.stem or "corpus")
-    cand, k = base, 2
-    while cand.exists() and any(cand.iterdir()):
-        cand = base.with_name(f"{base.name}-{k}")
-        k += 1
-    return cand
-
-
-def prepare_run_dir(out: Path) -> Path:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory")
-    if out.exists() and ((out / "latest.npz").exists() or (out / "metrics.jsonl").exists()):
-        raise ConfigError(f"--out {out} already holds a run; use --resume {out} to continue it, "
-                          "or choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"cannot write to run directory {out}: {e.strerror or e}") from e
-    return out
-
-
 def new_trainer(corpus: Path, out: Path, opts: TrainOptions, init_from: Path | None = None) -> Trainer:
     opts.check()
     text = read_text(corpus)
     if not text:
         raise CorpusError(f"corpus file is empty: {corpus}")
     vocab = Vocab.from_text(text)
+    if len(vocab) < 2:
+        raise CorpusError(f"corpus {corpus} holds only one distinct character ({visible(text[0])}); "
+                          "there is nothing to learn")
     init = None
     if init_from is not None:
         init = ckpt_io.load(init_from)
@@ -369,8 +359,12 @@ def new_trainer(corpus: Path, out: Path, opts: TrainOptions, init_from: Path | N
     if init is not None:
         model.load_params({k: v.astype(cfg.np_dtype) for k, v in init.params.items()})
     opt = make_optimizer(opts, model)
-    out = prepare_run_dir(out)
-    return Trainer(out, opts, corpus_path=corpus, text=text, vocab=vocab, model=model, optimizer=opt)
+    lock = prepare_run_dir(out)
+    try:
+        return Trainer(out, opts, corpus_path=corpus, text=text, vocab=vocab, model=model, optimizer=opt, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
 
 
 def make_optimizer(opts: TrainOptions, model: CharLM) -> Optimizer:
@@ -389,6 +383,15 @@ def resume_trainer(run: Path, corpus: Path | None, overrides: dict) -> Trainer:
     """Continue a run exactly: the run fixes model and data; stopping, cadences and lr may change."""
     if not run.is_dir() or not (run / "latest.npz").exists():
         raise ConfigError(f"--resume {run}: not a run directory (no latest.npz)")
+    lock = RunLock(run).acquire()
+    try:
+        return _resume(run, corpus, overrides, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _resume(run: Path, corpus: Path | None, overrides: dict, lock: RunLock) -> Trainer:
     ck = ckpt_io.load(run / "latest.npz")
     mt = ck.meta.get("train", {})
     known = {f.name for f in fields(TrainOptions)}
@@ -414,4 +417,4 @@ def resume_trainer(run: Path, corpus: Path | None, overrides: dict) -> Trainer:
     except ConfigError as e:
         raise ckpt_io.CheckpointError(f"{run / 'latest.npz'}: {e}") from e
     return Trainer(run, opts, corpus_path=corpus, text=text, vocab=Vocab(ck.meta["vocab"]), model=model,
-                   optimizer=opt, meta_train=mt, state=ck.state)
+                   optimizer=opt, meta_train=mt, state=ck.state, lock=lock)
