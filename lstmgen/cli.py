@@ -174,7 +174,7 @@ def train(
                                                    "(default 0.05)", rich_help_panel=P_DATA)] = None,
     optimizer: Annotated[str | None, typer.Option(help=f"{', '.join(OPTIMIZERS)}. (default adam)",
                                                   rich_help_panel=P_OPT)] = None,
-    lr: Annotated[float | None, typer.Option(min=0.0, help="Learning rate. (default 0.002)",
+    lr: Annotated[float | None, typer.Option(help="Learning rate, > 0. (default 0.002)",
                                              rich_help_panel=P_OPT)] = None,
     lr_schedule: Annotated[str | None, typer.Option(help=f"{', '.join(SCHEDULES)} (cosine: linear warm-up, "
                                                     "decay to 10 %). (default cosine)",
