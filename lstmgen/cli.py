@@ -218,10 +218,15 @@ def train(
     _check_choice("--optimizer", optimizer, OPTIMIZERS)
     _check_choice("--lr-schedule", lr_schedule, SCHEDULES)
     _check_choice("--dtype", dtype, ("float32", "float64"))
+    from tqdm import tqdm
+
+    reading = tqdm(unit="B", unit_scale=True, desc="reading and encoding the corpus (2 passes)", file=sys.stderr,
+                   disable=None, leave=False, delay=1.0)  # shows only when it takes more than a second
     if resume is not None:
         if init_from is not None:
             raise ConfigError("--resume and --init-from cannot be combined")
-        trainer = resume_trainer(resume, corpus, given)
+        with reading:
+            trainer = resume_trainer(resume, corpus, given, on_bytes=reading.update)
     else:
         if corpus is None:
             corpus = DEFAULT_CORPUS
@@ -230,7 +235,9 @@ def train(
         opts = TrainOptions(**{k: v for k, v in given.items() if v is not None})
         if max_steps is not None and epochs is None:
             opts.epochs = None  # an explicit step budget replaces the default epoch budget
-        trainer = new_trainer(corpus, out_dir or default_run_dir(corpus), opts, init_from)
+        with reading:
+            trainer = new_trainer(corpus, out_dir or default_run_dir(corpus), opts, init_from,
+                                  on_bytes=reading.update)
     _run_training(trainer, resumed=resume is not None)
 
 

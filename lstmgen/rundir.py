@@ -98,6 +98,20 @@ def _read_owner(fd: int) -> str:
         return ""
 
 
+def remove_if_unused(run_dir: Path) -> None:
+    """Remove a run directory this process created, when nothing but the lock and caches is in it."""
+    run_dir = Path(run_dir)
+    try:
+        leftovers = [p for p in run_dir.iterdir() if p.name != LOCK_NAME and not p.name.startswith("ids-")]
+        if leftovers:
+            return
+        for p in run_dir.iterdir():
+            p.unlink()
+        run_dir.rmdir()
+    except OSError:
+        pass
+
+
 def remove_stale_temporaries(run_dir: Path) -> None:
     """Temporary checkpoint files a killed save left behind (only safe while holding the lock)."""
     for p in Path(run_dir).glob(".*.npz.*.tmp"):

@@ -93,13 +93,16 @@ class Vocab:
 def split(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
     """The corpus tail (val_frac of it, at least 2 characters when val_frac > 0) is validation."""
     if val_frac <= 0:
-        return ids, ids[:0]
+        return ids, np.zeros(0, dtype=np.int64)
     n_val = max(2, int(round(len(ids) * val_frac)))
     if len(ids) - n_val < 2:
         raise CorpusError(
             f"corpus of {len(ids)} characters is too small to hold out {val_frac:.0%} for validation"
         )
-    return ids[:-n_val], ids[-n_val:]
+    cut = len(ids) - n_val
+    if hasattr(ids, "sub"):  # ids on disk: the training part stays there, the held-out tail is read
+        return ids.sub(0, cut), np.asarray(ids[cut:])
+    return ids[:cut], ids[cut:]
 
 
 def fit_batch(n_train: int, batch: int, seq_len: int) -> tuple[int, int, list[str]]:
@@ -127,20 +130,23 @@ class BatchStream:
 
     The training ids are cut into B equal rows (torch-rnn's layout), so carrying the hidden
     state from one batch to the next is correct. An epoch is ``batches_per_epoch`` batches;
-    the position (epoch, batch) is all that resuming needs.
+    the position (epoch, batch) is all that resuming needs. ``ids`` is anything that returns
+    (n,) arrays for contiguous slices: an array, or ids read from disk on demand.
     """
 
-    def __init__(self, ids: np.ndarray, batch: int, seq_len: int):
-        self.B, self.T = batch, seq_len
-        per_row = (len(ids) - 1) // batch
-        self.batches_per_epoch = per_row // seq_len
+    def __init__(self, ids, batch: int, seq_len: int):
+        self.ids, self.B, self.T = ids, batch, seq_len
+        self.per_row = (len(ids) - 1) // batch
+        self.batches_per_epoch = self.per_row // seq_len
         if self.batches_per_epoch < 1:
             raise CorpusError("corpus is too small for one batch")
-        n = per_row * batch
-        self.x = ids[:n].reshape(batch, per_row)
-        self.y = ids[1 : n + 1].reshape(batch, per_row)
+        self._xy = np.empty((batch, seq_len + 1), dtype=np.int64)
 
     def get(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Batch k of an epoch: (x, y), each (B, T)."""
-        s = k * self.T
-        return self.x[:, s : s + self.T], self.y[:, s : s + self.T]
+        """Batch k of an epoch: (x, y), each (B, T), y the next characters of x."""
+        s, T = k * self.T, self.T
+        xy = np.empty_like(self._xy)  # (B, T + 1)
+        for b in range(self.B):
+            off = b * self.per_row + s
+            xy[b] = self.ids[off : off + T + 1]
+        return xy[:, :-1], xy[:, 1:]

@@ -18,11 +18,12 @@ import numpy as np
 
 from lstmgen import __version__
 from lstmgen import checkpoint as ckpt_io
+from lstmgen.corpus import Corpus, load_corpus
 from lstmgen.errors import ConfigError, CorpusError, DivergenceError, LstmgenError
 from lstmgen.model import CharLM, ModelConfig
 from lstmgen.optim import Optimizer, clip_grad_norm_, lr_at
-from lstmgen.rundir import RunLock, prepare_run_dir
-from lstmgen.text import BatchStream, Vocab, fit_batch, read_text, sha256_of, split, visible
+from lstmgen.rundir import RunLock, prepare_run_dir, remove_if_unused
+from lstmgen.text import BatchStream, Vocab, fit_batch, split, visible
 
 # options that define the model and its data: fixed for the life of a run
 MODEL_KEYS = ("cell", "layers", "hidden", "embed", "dropout", "dtype")
@@ -111,15 +112,12 @@ class Summary:
 class Trainer:
     """Holds one run: corpus, model, optimizer, data position, carried state, RNG."""
 
-    def __init__(self, run_dir: Path, opts: TrainOptions, *, corpus_path: Path, text: str,
-                 vocab: Vocab, model: CharLM, optimizer: Optimizer, meta_train: dict | None = None,
-                 state=None, lock: RunLock | None = None):
+    def __init__(self, run_dir: Path, opts: TrainOptions, corpus: Corpus, *, model: CharLM, optimizer: Optimizer,
+                 meta_train: dict | None = None, state=None, lock: RunLock | None = None):
         self.run_dir, self.opts, self.lock = run_dir, opts, lock
-        self.corpus_path, self.vocab, self.model, self.opt = corpus_path, vocab, model, optimizer
-        ids = vocab.encode(text, "corpus")
-        self.corpus_sha = sha256_of(corpus_path)
-        self.n_chars = len(text)
-        train_ids, self.val_ids = split(ids, opts.val_frac)
+        self.corpus_path, self.vocab, self.model, self.opt = corpus.path, corpus.vocab, model, optimizer
+        self.corpus_sha, self.n_chars = corpus.sha256, corpus.n_chars
+        train_ids, self.val_ids = split(corpus.ids, opts.val_frac)
         B, T, self.warnings = fit_batch(len(train_ids), opts.batch_size, opts.seq_len)
         self.B, self.T = B, T
         self.stream = BatchStream(train_ids, B, T)
@@ -323,7 +321,7 @@ def evaluate_ids(model: CharLM, ids: np.ndarray, streams: int = 1, chunk: int = 
     for s in range(0, x.shape[1], chunk):
         if should_stop is not None and should_stop():
             return math.nan
-        xs, ys = x[:, s : s + chunk], y[:, s : s + chunk]
+        xs, ys = np.asarray(x[:, s : s + chunk], np.int64), np.asarray(y[:, s : s + chunk], np.int64)
         loss, state = model.sum_loss(xs, ys, state)
         total += loss
         n += xs.size
@@ -333,37 +331,33 @@ def evaluate_ids(model: CharLM, ids: np.ndarray, streams: int = 1, chunk: int = 
 # ---------------------------------------------------------------------- building runs
 
 
-def new_trainer(corpus: Path, out: Path, opts: TrainOptions, init_from: Path | None = None) -> Trainer:
+def new_trainer(corpus_path: Path, out: Path, opts: TrainOptions, init_from: Path | None = None,
+                on_bytes: Callable[[int], None] | None = None) -> Trainer:
+    """A new run in ``out`` (created and locked; removed again if setting up fails)."""
     opts.check()
-    text = read_text(corpus)
-    if not text:
-        raise CorpusError(f"corpus file is empty: {corpus}")
-    vocab = Vocab.from_text(text)
-    if len(vocab) < 2:
-        raise CorpusError(f"corpus {corpus} holds only one distinct character ({visible(text[0])}); "
-                          "there is nothing to learn")
-    init = None
-    if init_from is not None:
-        init = ckpt_io.load(init_from)
-        icfg = init.config
-        for k in ("cell", "layers", "hidden", "embed"):
-            setattr(opts, k, getattr(icfg, k))
-        extra = set(text) - set(init.meta["vocab"])
-        if extra:
-            vocab.encode("".join(sorted(extra)), "corpus (for --init-from, the corpus must use the "
-                                                 "checkpoint's vocabulary)")
-        vocab = Vocab(init.meta["vocab"])
-    cfg = ModelConfig(vocab_size=len(vocab), cell=opts.cell, layers=opts.layers, hidden=opts.hidden,
-                      embed=opts.embed, dropout=opts.dropout, dtype=opts.dtype)
-    model = CharLM(cfg, seed=opts.seed)
-    if init is not None:
-        model.load_params({k: v.astype(cfg.np_dtype) for k, v in init.params.items()})
-    opt = make_optimizer(opts, model)
+    init = ckpt_io.load(init_from) if init_from is not None else None
+    created = not out.exists()
     lock = prepare_run_dir(out)
     try:
-        return Trainer(out, opts, corpus_path=corpus, text=text, vocab=vocab, model=model, optimizer=opt, lock=lock)
+        vocab = Vocab(init.meta["vocab"]) if init is not None else None
+        corpus = load_corpus(corpus_path, cache_dir=out, vocab=vocab, on_bytes=on_bytes,
+                             vocab_what="corpus (for --init-from, the corpus must use the checkpoint's vocabulary)")
+        if len(corpus.vocab) < 2:
+            raise CorpusError(f"corpus {corpus_path} holds only one distinct character "
+                              f"({visible(corpus.vocab.chars[0])}); there is nothing to learn")
+        if init is not None:
+            for k in ("cell", "layers", "hidden", "embed"):
+                setattr(opts, k, getattr(init.config, k))
+        cfg = ModelConfig(vocab_size=len(corpus.vocab), cell=opts.cell, layers=opts.layers, hidden=opts.hidden,
+                          embed=opts.embed, dropout=opts.dropout, dtype=opts.dtype)
+        model = CharLM(cfg, seed=opts.seed)
+        if init is not None:
+            model.load_params({k: v.astype(cfg.np_dtype) for k, v in init.params.items()})
+        return Trainer(out, opts, corpus, model=model, optimizer=make_optimizer(opts, model), lock=lock)
     except BaseException:
         lock.release()
+        if created:
+            remove_if_unused(out)
         raise
 
 
@@ -379,19 +373,21 @@ def make_optimizer(opts: TrainOptions, model: CharLM) -> Optimizer:
                      decay_mask=mask)
 
 
-def resume_trainer(run: Path, corpus: Path | None, overrides: dict) -> Trainer:
+def resume_trainer(run: Path, corpus: Path | None, overrides: dict,
+                   on_bytes: Callable[[int], None] | None = None) -> Trainer:
     """Continue a run exactly: the run fixes model and data; stopping, cadences and lr may change."""
     if not run.is_dir() or not (run / "latest.npz").exists():
         raise ConfigError(f"--resume {run}: not a run directory (no latest.npz)")
     lock = RunLock(run).acquire()
     try:
-        return _resume(run, corpus, overrides, lock)
+        return _resume(run, corpus, overrides, lock, on_bytes)
     except BaseException:
         lock.release()
         raise
 
 
-def _resume(run: Path, corpus: Path | None, overrides: dict, lock: RunLock) -> Trainer:
+def _resume(run: Path, corpus: Path | None, overrides: dict, lock: RunLock,
+            on_bytes: Callable[[int], None] | None) -> Trainer:
     ck = ckpt_io.load(run / "latest.npz")
     mt = ck.meta.get("train", {})
     known = {f.name for f in fields(TrainOptions)}
@@ -405,10 +401,8 @@ def _resume(run: Path, corpus: Path | None, overrides: dict, lock: RunLock) -> T
                               f"(the run uses {getattr(opts, k)})")
         setattr(opts, k, v)
     opts.check()
-    corpus = corpus or Path(ck.meta["corpus"]["path"])
-    text = read_text(corpus)
-    if sha256_of(corpus) != ck.meta["corpus"]["sha256"]:
-        raise CorpusError(f"corpus {corpus} has changed since the run started (sha256 differs)")
+    corpus = load_corpus(corpus or Path(ck.meta["corpus"]["path"]), cache_dir=run, vocab=Vocab(ck.meta["vocab"]),
+                         expect_sha=ck.meta["corpus"]["sha256"], on_bytes=on_bytes)
     cfg = ck.config
     model = CharLM(cfg, params=ck.params)
     opt = make_optimizer(opts, model)
@@ -416,5 +410,4 @@ def _resume(run: Path, corpus: Path | None, overrides: dict, lock: RunLock) -> T
         opt.load_state(ck.optim)
     except ConfigError as e:
         raise ckpt_io.CheckpointError(f"{run / 'latest.npz'}: {e}") from e
-    return Trainer(run, opts, corpus_path=corpus, text=text, vocab=Vocab(ck.meta["vocab"]), model=model,
-                   optimizer=opt, meta_train=mt, state=ck.state, lock=lock)
+    return Trainer(run, opts, corpus, model=model, optimizer=opt, meta_train=mt, state=ck.state, lock=lock)
