@@ -29,6 +29,7 @@ from lstmgen.model import CELL_TYPES, CharLM
 from lstmgen.optim import OPTIMIZERS, SCHEDULES
 from lstmgen.rundir import default_run_dir
 from lstmgen.text import DEFAULT_CORPUS, Vocab, read_text
+from lstmgen.threads import set_threads
 from lstmgen.train import TrainOptions, evaluate_ids, new_trainer, resume_trainer
 
 
@@ -147,6 +148,15 @@ P_OPT = "Optimisation"
 P_DATA = "Data"
 P_RUN = "Stopping and reporting"
 
+Threads = Annotated[int | None, typer.Option(min=1, help="BLAS threads (default: OPENBLAS_NUM_THREADS / "
+                                             "OMP_NUM_THREADS, else all cores).", show_default=False)]
+
+
+def _use_threads(n: int | None) -> None:
+    if n is not None and not set_threads(n):
+        err.print("[yellow]warning:[/] could not set the BLAS thread count here; set OPENBLAS_NUM_THREADS "
+                  "(or OMP_NUM_THREADS) before starting lstmgen")
+
 
 @app.command(epilog="Example: lstmgen train corpora/default.txt --max-time 5m --out runs/demo")
 @boundary
@@ -205,8 +215,10 @@ def train(
                                                 rich_help_panel=P_RUN)] = None,
     init_from: Annotated[Path | None, typer.Option(help="Start from this checkpoint's weights (fine-tuning).",
                                                    rich_help_panel=P_RUN)] = None,
+    threads: Threads = None,
 ):
     """Train a character-level model on a text file."""
+    _use_threads(threads)
     given = {
         "cell": cell, "layers": layers, "hidden": hidden, "embed": embed, "dropout": dropout, "dtype": dtype,
         "seq_len": seq_len, "batch_size": batch_size, "val_frac": val_frac, "optimizer": optimizer, "lr": lr,
@@ -319,12 +331,14 @@ def sample(
     num_samples: Annotated[int, typer.Option(min=1, help="How many samples; they are separated by an "
                                              "empty line.")] = 1,
     stop: Annotated[str | None, typer.Option(help="End a sample right after this string is generated.")] = None,
+    threads: Threads = None,
 ):
     """Generate text from a trained model; it streams to stdout.
 
     Prints the prime text, then LENGTH generated characters. Several samples are separated by
     an empty line. The same checkpoint, options and --seed give byte-identical output.
     """
+    _use_threads(threads)
     check_options(temperature, top_k, top_p)
     if top_p == 0:
         raise ConfigError("--top-p must be greater than 0")
@@ -354,12 +368,14 @@ def eval_cmd(
     ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")],
     file: Annotated[Path, typer.Argument(help="UTF-8 text to score.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    threads: Threads = None,
 ):
     """Loss, bits per character and perplexity of a text under a model.
 
     The whole file is read as one sequence from a zero state, without dropout; the loss is the
     mean of −ln p(x_t | x_0 … x_{t−1}) over t = 1 … N−1, in nats.
     """
+    _use_threads(threads)
     model, vocab, ck = _load_model(ckpt)
     text = read_text(file, "eval")
     ids = vocab.encode(text, f"eval file {file}")
@@ -444,6 +460,7 @@ def inspect(
                                                   "layer, unit, quantity, value.", rich_help_panel=P_OUT)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the view's data as one JSON object on stdout.",
                                           rich_help_panel=P_OUT)] = False,
+    threads: Threads = None,
 ):
     """Show what the network does inside, character by character.
 
@@ -453,6 +470,7 @@ def inspect(
     often every gate saturates; with --probe, the units that track a pattern. Without --export,
     --csv or --json the view goes to stdout.
     """
+    _use_threads(threads)
     model, vocab, ck = _load_model(ckpt)
     cfg = model.cfg
     names = probe.quantities(cfg.cell)

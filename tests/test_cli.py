@@ -241,3 +241,19 @@ def test_small_corpus_shrinks_batch_with_warning(tmp_path):
     r = run("train", p, "--out", tmp_path / "run", "--max-steps", "3", "--hidden", "8", "--embed", "4")
     assert r.exit_code == 0, r.output
     assert "warning:" in r.stderr and "batch size" in r.stderr
+
+
+def test_threads_option_sets_the_blas_thread_count(corpus, tmp_path):
+    from lstmgen.threads import get_threads, set_threads
+
+    before = get_threads()
+    if before is None:
+        pytest.skip("this NumPy's BLAS cannot be asked for its thread count")
+    try:
+        out = tmp_path / "run"
+        train_run(corpus, out, "--max-steps", "2", "--threads", "1")
+        assert get_threads() == 1
+        assert run("sample", out, "--length", "5", "--threads", "2").exit_code == 0
+        assert get_threads() == 2
+    finally:
+        set_threads(before)
