@@ -26,7 +26,8 @@ class Sampler:
     argmax(z / T + g) with g = −ln(−ln u), u ~ U(0, 1), is an exact draw from softmax(z / T);
     the noise is drawn from ``rng`` in blocks, so a draw costs a few vector operations and no
     CDF. top-k keeps the K largest logits; top-p keeps the smallest set of likeliest
-    characters whose probability reaches P (always at least one).
+    characters whose probability reaches P (always at least one; characters tied with the
+    last one kept are kept too).
     """
 
     def __init__(self, rng: np.random.Generator, vocab_size: int, temperature: float = 1.0,
@@ -38,7 +39,9 @@ class Sampler:
         self.top_p = top_p if top_p is not None and top_p < 1.0 else None
         self._noise = np.empty((0, vocab_size))
         self._row = 0
-        self._z = np.empty(vocab_size)
+        self._z, self._zg, self._e = np.empty(vocab_size), np.empty(vocab_size), np.empty(vocab_size)
+        self._mask = np.empty(vocab_size, dtype=bool)
+        self.tries = 8
 
     def _gumbel(self) -> np.ndarray:
         if self._row == len(self._noise):
@@ -53,20 +56,43 @@ class Sampler:
         if self.temperature == 0:
             return int(np.argmax(logits))
         z = np.multiply(logits, 1.0 / self.temperature, out=self._z)  # float64
+        if self.top_k is None and self.top_p is None:
+            z += self._gumbel()
+            return int(np.argmax(z))
+        # Filtered: draw from the whole softmax and keep the draw if it is in the kept set.
+        # Rejection sampling, so an accepted draw follows the renormalised truncated
+        # distribution exactly; the likeliest character is always kept, so most draws cost one
+        # comparison. After a few rejections (a flat distribution, a small K) the kept set is
+        # built explicitly instead — still an exact draw, and the same RNG stream every time.
+        zmax = z.max()
+        for _ in range(self.tries):
+            i = int(np.argmax(np.add(z, self._gumbel(), out=self._zg)))
+            if self._kept(z, i, zmax):
+                return i
+        return self._draw_from_kept_set(z)
+
+    def _kept(self, z: np.ndarray, i: int, zmax: float) -> bool:
+        zi = z[i]
+        if zi == zmax:
+            return True
+        if self.top_k is not None and np.count_nonzero(z > zi) >= self.top_k:
+            return False
+        if self.top_p is not None:  # kept iff the characters likelier than i hold less than P
+            e = np.exp(np.subtract(z, zmax, out=self._e), out=self._e)
+            above = e @ np.greater(z, zi, out=self._mask)
+            if above >= self.top_p * e.sum():
+                return False
+        return True
+
+    def _draw_from_kept_set(self, z: np.ndarray) -> int:
+        order = np.argsort(-z)
+        n_keep = self.V if self.top_k is None else self.top_k
         if self.top_p is not None:
-            order = np.argsort(-z, kind="stable")
             p = np.exp(z[order] - z[order[0]])
-            cum = np.cumsum(p)
-            n_keep = int(np.searchsorted(cum, self.top_p * cum[-1])) + 1
-            if self.top_k is not None:
-                n_keep = min(n_keep, self.top_k)
-            keep = order[:n_keep]
-            return int(keep[np.argmax(z[keep] + self._gumbel()[:n_keep])])
-        if self.top_k is not None:
-            keep = np.argpartition(z, -self.top_k)[-self.top_k :]
-            return int(keep[np.argmax(z[keep] + self._gumbel()[: self.top_k])])
-        z += self._gumbel()
-        return int(np.argmax(z))
+            above = np.concatenate([[0.0], np.cumsum(p)[:-1]])  # mass of the likelier characters
+            n_keep = min(n_keep, int(np.count_nonzero(above < self.top_p * p.sum())))
+        keep = order[:n_keep]
+        return int(keep[np.argmax(z[keep] + self._gumbel()[:n_keep])])
 
 
 def generate(model: CharLM, vocab: Vocab, length: int, *, prime: str = "", temperature: float = 1.0,

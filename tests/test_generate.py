@@ -50,3 +50,25 @@ def test_greedy_and_determinism():
 def test_nonsense_options_are_refused(kw):
     with pytest.raises(ConfigError):
         Sampler(np.random.default_rng(0), Z.size, **{"temperature": 1.0, **kw})
+
+
+@pytest.mark.parametrize("tries", [0, 1, 1000])  # explicit kept set, mixed, (almost) pure rejection
+@pytest.mark.parametrize("kw", [{"top_k": 2}, {"top_p": 0.8}, {"top_k": 2, "top_p": 0.7}, {"top_k": 3, "top_p": 0.99}])
+def test_rejection_and_explicit_filters_draw_the_same_distribution(tries, kw):
+    s = Sampler(np.random.default_rng(7), Z.size, 1.0, **kw)
+    s.tries = tries
+    p = _softmax(Z)
+    keep = np.zeros(Z.size, bool)
+    k = kw.get("top_k", Z.size)
+    above = np.concatenate([[0], np.cumsum(p)[:-1]])
+    keep[: min(k, int(np.count_nonzero(above < kw.get("top_p", 1.0))))] = True
+    want = np.where(keep, p, 0) / p[keep].sum()
+    np.testing.assert_allclose(_freqs(s), want, atol=0.01)
+
+
+def test_flat_distribution_with_a_small_k_stays_exact():
+    z = np.zeros(500)
+    z[:3] = 0.5  # three slightly likelier characters among 500: rejection almost never accepts
+    s = Sampler(np.random.default_rng(3), z.size, 1.0, top_k=3)
+    draws = np.array([s(z) for _ in range(3000)])
+    assert set(draws) <= {0, 1, 2} and min(np.bincount(draws, minlength=3)) > 900
