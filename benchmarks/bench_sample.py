@@ -3,6 +3,9 @@
 Both generate from the same weights (V = 65): lstmgen's ``generate`` (the one-step API plus
 temperature / top-k / top-p sampling) against the obvious PyTorch loop — ``rnn(emb(x), state)``,
 ``softmax``, ``multinomial`` — under ``torch.no_grad()``. Blocks alternate; figures are medians.
+The decoder of the random initialisation is scaled by --sharpen so that the next-character
+distribution is peaked like a trained model's (the mean top-1 probability is printed); the
+"filter cost" column is lstmgen's slowdown against its own temperature-1 row.
 
     python benchmarks/bench_sample.py --configs a b --blocks 5 --chars 2000
 """
@@ -54,6 +57,7 @@ def main():
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--blocks", type=int, default=5)
     ap.add_argument("--chars", type=int, default=2000)
+    ap.add_argument("--sharpen", type=float, default=60.0, help="decoder scale (1: untrained, flat; 60: top-1 ≈ 0.8)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
     args = ap.parse_args()
     try:
@@ -65,10 +69,16 @@ def main():
         print("PyTorch is not installed: printing lstmgen's figures only.", file=sys.stderr)
     print(f"numpy {np.__version__}, torch {torch.__version__ if torch else None}, threads {args.threads}, "
           f"{args.blocks} blocks × {args.chars} chars")
-    print(f"{'config':7} {'variant':28} {'lstmgen c/s':>12} {'torch c/s':>10} {'ratio':>7}")
+    print(f"{'config':7} {'variant':28} {'lstmgen c/s':>12} {'torch c/s':>10} {'ratio':>7} {'filter cost':>12}")
     for name in args.configs:
         cell, L, H, E = CONFIGS[name]
         model = CharLM(ModelConfig(vocab_size=len(VOCAB), cell=cell, layers=L, hidden=H, embed=E))
+        model.params["decoder.weight"] *= args.sharpen
+        model.params["decoder.bias"] *= args.sharpen
+        text = "".join(generate(model, VOCAB, 400, prime="A", rng=np.random.default_rng(1)))
+        logits, _ = model.logits(VOCAB.encode(text)[None], model.zero_state(1))
+        p = np.exp(logits[0] - logits[0].max(-1, keepdims=True))
+        print(f"config {name}: mean top-1 probability of the next character {np.mean(p.max(-1) / p.sum(-1)):.2f}")
         mods = None
         if torch:
             emb, rnn, dec = torch.nn.Embedding(65, E), torch.nn.LSTM(E, H, num_layers=L, batch_first=True), \
@@ -80,6 +90,7 @@ def main():
             mods = (emb, rnn, dec)
         variants = {"temperature 1": {}, "temperature 0.8, top-k 10": {"temperature": 0.8, "top_k": 10},
                     "temperature 0.8, top-p 0.9": {"temperature": 0.8, "top_p": 0.9}}
+        base = None
         for label, kw in variants.items():
             ours_block(model, 100, **kw)
             o, t, r = [], [], []
@@ -90,7 +101,9 @@ def main():
                     r.append(o[-1] / t[-1])
             tc = f"{statistics.median(t):10.0f}" if t else f"{'-':>10}"
             rc = f"{statistics.median(r):7.2f}" if r else f"{'-':>7}"
-            print(f"{name:7} {label:28} {statistics.median(o):12.0f} {tc} {rc}", flush=True)
+            base = base if kw else statistics.median(o)
+            cost = f"{100 * (base / statistics.median(o) - 1):+11.1f}%" if kw else f"{'':>12}"
+            print(f"{name:7} {label:28} {statistics.median(o):12.0f} {tc} {rc} {cost}", flush=True)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ class Sampler:
         self._z, self._zg, self._e = np.empty(vocab_size), np.empty(vocab_size), np.empty(vocab_size)
         self._mask = np.empty(vocab_size, dtype=bool)
         self.tries = 8
+        self._hit, self._calls = 1.0, 0  # running share of first draws kept; calls so far
 
     def _gumbel(self) -> np.ndarray:
         if self._row == len(self._noise):
@@ -63,12 +64,18 @@ class Sampler:
         # Rejection sampling, so an accepted draw follows the renormalised truncated
         # distribution exactly; the likeliest character is always kept, so most draws cost one
         # comparison. After a few rejections (a flat distribution, a small K) the kept set is
-        # built explicitly instead — still an exact draw, and the same RNG stream every time.
-        zmax = z.max()
-        for _ in range(self.tries):
-            i = int(np.argmax(np.add(z, self._gumbel(), out=self._zg)))
-            if self._kept(z, i, zmax):
-                return i
+        # built explicitly instead, and while most first draws are rejected it is built
+        # directly (retrying rejection every 16th character). Which way is taken depends only on
+        # earlier draws, so every character is an exact draw, and the same seed gives the same text.
+        self._calls += 1
+        if self._hit >= 0.5 or self._calls % 16 == 0:  # rejection pays while most first draws are kept
+            zmax = z.max()
+            for t in range(self.tries):
+                i = int(np.argmax(np.add(z, self._gumbel(), out=self._zg)))
+                if self._kept(z, i, zmax):
+                    self._hit = 0.9 * self._hit + 0.1 * (t == 0)
+                    return i
+            self._hit *= 0.9
         return self._draw_from_kept_set(z)
 
     def _kept(self, z: np.ndarray, i: int, zmax: float) -> bool:
@@ -85,6 +92,9 @@ class Sampler:
         return True
 
     def _draw_from_kept_set(self, z: np.ndarray) -> int:
+        if self.top_p is None:
+            keep = np.argpartition(z, -self.top_k)[-self.top_k :]
+            return int(keep[np.argmax(z[keep] + self._gumbel()[: self.top_k])])
         order = np.argsort(-z)
         n_keep = self.V if self.top_k is None else self.top_k
         if self.top_p is not None:
