@@ -10,7 +10,6 @@ of every (T, H) array is taken right after the model read character t.
 from __future__ import annotations
 
 import csv
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,11 +40,6 @@ LEFT, RIGHT = 0.1, 0.9
 
 def quantities(cell: str) -> tuple[str, ...]:
     return QUANTITIES[cell]
-
-
-def value_range(q: str) -> tuple[float, float]:
-    """The scale a quantity is shown on: (0, 1) for sigmoid gates, (−1, 1) otherwise (c via tanh)."""
-    return (0.0, 1.0) if q in SIGMOID else (-1.0, 1.0)
 
 
 # ---------------------------------------------------------------------- tracing
@@ -422,10 +416,6 @@ def _write(path: str | Path, fill: Callable, text: bool = False) -> None:
             fill(f)
     except OSError as e:
         raise LstmgenError(f"cannot write {p}: {e.strerror or e}") from e
-
-
-def finite_or_none(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
 
 
 # ---------------------------------------------------------------------- which text

@@ -5,7 +5,6 @@ Text is read as UTF-8 with a leading BOM removed and newlines untranslated, ever
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,14 +38,6 @@ def decode_bytes(data: bytes, name: str = "<bytes>", what: str = "corpus") -> st
             f"{what} file {name} is not valid UTF-8: byte 0x{data[e.start]:02x} at offset {e.start}"
         ) from e
     return text.removeprefix("\ufeff")
-
-
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def visible(ch: str) -> str:
