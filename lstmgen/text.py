@@ -131,12 +131,11 @@ class BatchStream:
         self.batches_per_epoch = self.per_row // seq_len
         if self.batches_per_epoch < 1:
             raise CorpusError("corpus is too small for one batch")
-        self._xy = np.empty((batch, seq_len + 1), dtype=np.int64)
 
     def get(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch k of an epoch: (x, y), each (B, T), y the next characters of x."""
         s, T = k * self.T, self.T
-        xy = np.empty_like(self._xy)  # (B, T + 1)
+        xy = np.empty((self.B, T + 1), dtype=np.int64)  # (B, T + 1)
         for b in range(self.B):
             off = b * self.per_row + s
             xy[b] = self.ids[off : off + T + 1]
