@@ -496,7 +496,7 @@ def inspect(
     if text is not None and file is not None:
         raise ConfigError("--text and --file cannot be combined")
     if probe_spec is not None:
-        probe.make_label(probe_spec, "\"(x)\"\n  ab")  # the spec's syntax, before any work
+        probe.parse_probe(probe_spec)  # the spec's syntax, before any work
 
     if text is not None:
         source = "--text"

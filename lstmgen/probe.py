@@ -233,33 +233,40 @@ def indent(text: str) -> np.ndarray:
     return out
 
 
-def regex_mask(text: str, pattern: str) -> np.ndarray:
+def regex_mask(text: str, rx: re.Pattern) -> np.ndarray:
     """1 for characters inside a match of the pattern."""
-    try:
-        rx = re.compile(pattern)
-    except re.error as e:
-        raise ConfigError(f"--probe regex:{pattern} is not a valid regular expression: {e}") from e
     out = np.zeros(len(text))
     for m in rx.finditer(text):
         out[m.start() : m.end()] = 1
     return out
 
 
+def parse_probe(spec: str) -> re.Pattern | None:
+    """Check a --probe value before any work: the compiled pattern for regex:PATTERN, else None."""
+    if spec.startswith("regex:") and len(spec) > len("regex:"):
+        pat = spec[len("regex:") :]
+        try:
+            return re.compile(pat)
+        except re.error as e:
+            raise ConfigError(f"--probe regex:{pat} is not a valid regular expression: {e}") from e
+    if spec not in PROBES:
+        raise ConfigError(f"--probe must be one of {', '.join(PROBES)} or regex:PATTERN, got {spec!r}")
+    return None
+
+
 def make_label(spec: str, text: str) -> Label:
     """quotes | brackets | line-position | indent | regex:PATTERN → the label of every character."""
-    if spec == "quotes":
+    rx = parse_probe(spec)
+    if rx is not None:
+        lab = Label(spec, regex_mask(text, rx), True, f"inside a match of /{rx.pattern}/")
+    elif spec == "quotes":
         lab = Label(spec, quote_state(text), True, "inside double quotes")
     elif spec == "brackets":
         lab = Label(spec, bracket_depth(text), False, "bracket nesting depth")
     elif spec == "line-position":
         lab = Label(spec, line_position(text), False, "characters since the last newline")
-    elif spec == "indent":
-        lab = Label(spec, indent(text), False, "indentation of the current line")
-    elif spec.startswith("regex:") and len(spec) > len("regex:"):
-        pat = spec[len("regex:") :]
-        lab = Label(spec, regex_mask(text, pat), True, f"inside a match of /{pat}/")
     else:
-        raise ConfigError(f"--probe must be one of {', '.join(PROBES)} or regex:PATTERN, got {spec!r}")
+        lab = Label(spec, indent(text), False, "indentation of the current line")
     if np.ptp(lab.values) == 0:
         raise LstmgenError(f"nothing to probe: the label '{lab.description}' is the same for every character "
                            "of the text; inspect a text where it varies (--text or --file)")

@@ -296,6 +296,14 @@ def test_labels():
     assert probe.make_label("regex:b.*?c", text).values.tolist()[:8] == [0, 0, 0, 1, 1, 1, 1, 0]
 
 
+def test_regex_probe_through_the_cli(tmp_path):
+    """A valid pattern is accepted whatever it matches; only the inspected text decides."""
+    ck = make_ckpt(tmp_path / "m.npz", "lstm")
+    r = run("inspect", ck, "--text", TEXT, "--probe", "regex:quoted", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["probe"]["description"] == "inside a match of /quoted/"
+
+
 def test_saturation_counts():
     m = CharLM(ModelConfig(vocab_size=len(VOCAB), cell="lstm", layers=1, hidden=H, embed=E, dtype="float64"))
     trace = probe.trace_text(m, Vocab(VOCAB), TEXT)
