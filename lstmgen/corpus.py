@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lstmgen.errors import CorpusError
-from lstmgen.text import Vocab
+from lstmgen.text import Vocab, check_file
 
 CHUNK = 1 << 22  # 4 MiB of bytes per read (about 40 MiB of transient arrays)
 MMAP_ABOVE = 1 << 25  # corpora above 32 MiB are encoded to a cache file and read from disk
@@ -167,13 +167,9 @@ def load_corpus(path: Path, cache_dir: Path | None = None, vocab: Vocab | None =
                 expect_sha: str | None = None, on_bytes: Callable[[int], None] | None = None,
                 vocab_what: str = "corpus") -> Corpus:
     """Scan and encode a corpus. ``vocab`` fixes the vocabulary (fine-tuning, resuming);
-    ``expect_sha`` refuses a changed file; ``cache_dir`` receives the memory-mapped ids of
-    corpora above 32 MiB (reused when present)."""
-    path = Path(path)
-    if not path.exists():
-        raise CorpusError(f"corpus file not found: {path}")
-    if path.is_dir():
-        raise CorpusError(f"corpus path is a directory, not a text file: {path}")
+    ``expect_sha`` refuses a changed file; ``cache_dir`` receives the encoded ids of corpora
+    above 32 MiB (reused when present), which are then read from disk batch by batch."""
+    path = check_file(path, "corpus")
     chars, n, sha = scan(path, "corpus", on_bytes)
     if expect_sha is not None and sha != expect_sha:
         raise CorpusError(f"corpus {path} has changed since the run started (sha256 differs)")

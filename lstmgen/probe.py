@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmgen.errors import ConfigError, LstmgenError
+from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.generate import generate
 from lstmgen.model import CharLM, ModelConfig
-from lstmgen.text import Vocab
+from lstmgen.text import Vocab, read_text
 
 QUANTITIES = {
     "lstm": ("i", "f", "g", "o", "c", "h"),
@@ -435,8 +435,8 @@ def default_text(meta: dict, model: CharLM, vocab: Vocab, n_chars: int = 2000) -
     path = Path(corpus.get("path", ""))
     if corpus.get("path") and path.is_file():
         try:
-            text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
-        except (OSError, UnicodeDecodeError):
+            text = read_text(path)
+        except CorpusError:
             text = ""
         if text and set(text) <= set(vocab.chars):
             val_frac = float(meta.get("train", {}).get("val_frac", 0.0) or 0.0)

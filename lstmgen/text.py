@@ -16,13 +16,19 @@ REPO_CORPORA = Path(__file__).resolve().parents[1] / "corpora"
 DEFAULT_CORPUS = REPO_CORPORA / "default.txt"
 
 
-def read_text(path: str | Path, what: str = "corpus") -> str:
-    """The file's text: strict UTF-8, BOM stripped, newlines as they are."""
+def check_file(path: str | Path, what: str = "corpus") -> Path:
+    """The path, if it names an existing file; else a CorpusError saying what it is instead."""
     p = Path(path)
     if not p.exists():
         raise CorpusError(f"{what} file not found: {p}")
     if p.is_dir():
         raise CorpusError(f"{what} path is a directory, not a text file: {p}")
+    return p
+
+
+def read_text(path: str | Path, what: str = "corpus") -> str:
+    """The file's text: strict UTF-8, BOM stripped, newlines as they are."""
+    p = check_file(path, what)
     try:
         data = p.read_bytes()
     except OSError as e:
