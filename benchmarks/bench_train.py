@@ -23,28 +23,33 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lstmgen import synthetic  # noqa: E402
 from lstmgen.model import CharLM, ModelConfig  # noqa: E402
 from lstmgen.optim import Optimizer, clip_grad_norm_  # noqa: E402
 
-CONFIGS = {  # name: (cell, layers, hidden, embed, batch, seq_len)
-    "a": ("lstm", 1, 128, 64, 32, 64),
-    "b": ("lstm", 2, 256, 64, 64, 100),
-    "c": ("lstm", 2, 512, 64, 32, 100),
-    "b-gru": ("gru", 2, 256, 64, 64, 100),
-    "b-rnn": ("rnn", 2, 256, 64, 64, 100),
+CONFIGS = {  # name: (cell, layers, hidden, embed, batch, seq_len, corpus)
+    "a": ("lstm", 1, 128, 64, 32, 64, "shakespeare"),
+    "b": ("lstm", 2, 256, 64, 64, 100, "shakespeare"),
+    "c": ("lstm", 2, 512, 64, 32, 100, "shakespeare"),
+    "b-gru": ("gru", 2, 256, 64, 64, 100, "shakespeare"),
+    "b-rnn": ("rnn", 2, 256, 64, 64, 100, "shakespeare"),
+    "b-cjk": ("lstm", 2, 256, 64, 64, 100, "cjk"),  # V ≈ 5,000: generated CJK text
 }
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
 
 
-def load_ids(vocab_size: int, n: int, seed: int = 0) -> tuple[np.ndarray, int]:
-    """Character ids of tinyshakespeare when it is at hand, else random ids."""
-    if CORPUS.exists():
-        text = CORPUS.read_text(encoding="utf-8")
-        vocab = sorted(set(text))
-        table = {c: i for i, c in enumerate(vocab)}
-        ids = np.fromiter((table[c] for c in text[:n]), dtype=np.int64)
-        return ids, len(vocab)
-    return np.random.default_rng(seed).integers(0, vocab_size, n), vocab_size
+def load_ids(corpus: str, n: int, seed: int = 0) -> tuple[np.ndarray, int]:
+    """Character ids and vocabulary size: tinyshakespeare (random ids over 65 characters when
+    it is not at hand) or generated CJK text with ~5,000 distinct characters."""
+    if corpus == "cjk":
+        text = synthetic.cjk(n, 5000, seed)
+    elif CORPUS.exists():
+        text = CORPUS.read_text(encoding="utf-8")[:n]
+    else:
+        return np.random.default_rng(seed).integers(0, 65, n), 65
+    vocab = sorted(set(text))
+    table = {c: i for i, c in enumerate(vocab)}
+    return np.fromiter((table[c] for c in text), dtype=np.int64, count=len(text)), len(vocab)
 
 
 def batches(ids: np.ndarray, B: int, T: int):
@@ -106,8 +111,8 @@ def timed_block(impl, data, steps):
 
 
 def run_config(name, torch, blocks, steps, threads):
-    cell, L, H, E, B, T = CONFIGS[name]
-    ids, V = load_ids(65, 400_000)
+    cell, L, H, E, B, T, corpus = CONFIGS[name]
+    ids, V = load_ids(corpus, 400_000)
     ours = Ours(cell, L, H, E, V, B)
     ref = Torch(torch, cell, L, H, E, V, B) if torch else None
     data_o, data_t = batches(ids, B, T), batches(ids, B, T)
@@ -124,7 +129,7 @@ def run_config(name, torch, blocks, steps, threads):
             ratios.append(tr / to)
     flops = train_flops_per_char(cell, L, H, E, V)
     row = {
-        "config": name, "cell": cell, "size": f"{L}x{H} B{B} T{T}",
+        "config": name, "cell": cell, "size": f"{L}x{H} B{B} T{T} V{V}",
         "ours": statistics.median(ours_cps),
         "torch": statistics.median(ref_cps) if ref else None,
         "ratio": statistics.median(ratios) if ref else None,
@@ -171,13 +176,13 @@ def main():
     peak = sgemm_peak()
     print(f"numpy {np.__version__}, torch {tver}, threads {args.threads}, "
           f"sgemm 1024³ peak {peak:.0f} GFLOP/s, blocks {args.blocks} × {args.steps} steps")
-    print(f"{'config':8} {'cell':5} {'size':20} {'lstmgen c/s':>12} {'torch c/s':>10} {'ratio':>6} "
+    print(f"{'config':8} {'cell':5} {'size':26} {'lstmgen c/s':>12} {'torch c/s':>10} {'ratio':>6} "
           f"{'GFLOP/s':>8} {'% peak':>6}")
     for name in args.configs:
         r = run_config(name, torch, args.blocks, args.steps, args.threads)
         tc = f"{r['torch']:10.0f}" if r["torch"] else f"{'-':>10}"
         ratio = f"{r['ratio']:6.2f}" if r["ratio"] else f"{'-':>6}"
-        print(f"{r['config']:8} {r['cell']:5} {r['size']:20} {r['ours']:12.0f} {tc} {ratio} "
+        print(f"{r['config']:8} {r['cell']:5} {r['size']:26} {r['ours']:12.0f} {tc} {ratio} "
               f"{r['gflops']:8.1f} {100 * r['gflops'] / peak:6.1f}", flush=True)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -128,7 +129,8 @@ def load(path: str | Path) -> Checkpoint:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+    except (zipfile.BadZipFile, EOFError, zlib.error, SyntaxError, tokenize.TokenError) as e:
+        # (SyntaxError / TokenError: NumPy parses each array's header as a Python literal)
         raise CheckpointError(f"{path} is not a valid checkpoint (damaged or truncated file: {e})") from e
     except ValueError as e:
         if "pickle" in str(e):

@@ -22,6 +22,7 @@ import numpy as np
 
 from lstmgen.cells import CELLS, cifg_step, flat, gru_step, lstm_step, peephole_step, rnn_step, trace_quantities
 from lstmgen.errors import ConfigError
+from lstmgen.threads import column_spans, parallel_map
 
 CELL_TYPES = tuple(CELLS)
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -154,7 +155,14 @@ def forward(cfg, params, x, state, rng=None):
     spec = CELLS[cfg.cell]
     ids = np.ascontiguousarray(x.T)  # (T, B)
     T, B = ids.shape
-    xp = np.take(input_table(cfg, params), ids, axis=1)  # (G·H, T, B): layer 0 is a lookup
+    if _lookup(cfg, T * B):
+        x0 = None
+        xp = np.take(input_table(cfg, params), ids, axis=1)  # (G·H, T, B): layer 0 is a lookup
+    else:  # large vocabulary: embed, then one GEMM
+        x0 = params["embedding.weight"][ids.reshape(-1)]  # (T·B, E)
+        xp = params["rnn.weight_ih_l0"] @ x0.T  # (G·H, T·B)
+        xp += _input_bias(cfg, params, 0)[:, None]
+        xp = xp.reshape(-1, T, B)
     p = cfg.dropout if rng is not None else 0.0
     new_state, layers = [], []
     inp = None  # (H, T·B): the previous layer's output, after dropout
@@ -175,22 +183,34 @@ def forward(cfg, params, x, state, rng=None):
         inp = flat(out)
     logits = params["decoder.weight"] @ inp  # (V, T·B)
     logits += params["decoder.bias"][:, None]
-    return logits, new_state, (ids, layers, inp)
+    return logits, new_state, (ids, x0, layers, inp)
 
 
-def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean −ln softmax(logits)[target] over columns, and the softmax.
+def softmax_xent_(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Mean −ln softmax(logits)[target] over columns; turns ``logits`` into its gradient in place.
 
-    logits (V, N), targets (N,) → (loss, probs (V, N))
+    logits (V, N), targets (N,) → loss; afterwards logits holds (softmax − onehot(target)) / N.
+    Large arrays are split into column spans, one per thread (exp is most of the cost).
     """
-    N = logits.shape[1]
-    probs = logits - logits.max(axis=0)
-    np.exp(probs, out=probs)
-    z = probs.sum(axis=0)
-    probs /= z
-    picked = probs[targets, np.arange(N)]
-    loss = -float(np.mean(np.log(np.maximum(picked, np.finfo(probs.dtype).tiny))))
-    return loss, probs
+    V, N = logits.shape
+    scale = logits.dtype.type(1.0 / N)
+
+    def span(lo_hi: tuple[int, int]) -> float:
+        lo, hi = lo_hi
+        a = logits[:, lo:hi]  # (V, n) view
+        cols, tgt = np.arange(hi - lo), targets[lo:hi]
+        m = a.max(axis=0)
+        if not -60.0 < m.min() <= m.max() < 60.0:  # exp could overflow or z underflow: shift
+            a -= m  # (softmax is shift-invariant; a pass saved when logits are moderate)
+        picked = a[tgt, cols]  # log-space: no underflow for improbable targets
+        np.exp(a, out=a)
+        z = a.sum(axis=0)
+        a *= scale / z
+        a[tgt, cols] -= scale
+        return float(np.sum(np.log(z) - picked, dtype=np.float64))
+
+    spans = column_spans(N, min_cols=max(1, 2**19 // V))  # threads pay off from ~0.5 M elements
+    return sum(parallel_map(span, spans)) / N
 
 
 def _sum_logprob(logits: np.ndarray, targets: np.ndarray) -> float:
@@ -200,17 +220,28 @@ def _sum_logprob(logits: np.ndarray, targets: np.ndarray) -> float:
     return float(np.sum(lse - logits[targets, np.arange(logits.shape[1])], dtype=np.float64))
 
 
-def _table_grad(d_flat: np.ndarray, ids_flat: np.ndarray, V: int) -> np.ndarray:
-    """(G·H, V): the columns of d_flat (G·H, N) summed by character id.
+def _lookup(cfg: ModelConfig, n: int) -> bool:
+    """Whether layer 0's input projection of n positions is cheaper as a (G·H, V) table lookup
+    than as an embedding GEMM: yes unless the vocabulary is large next to n (measured)."""
+    return cfg.vocab_size <= n // 2
 
-    Sort the columns by id, then one reduceat over contiguous runs: cost independent of V
-    (a one-hot GEMM costs 2·G·H·N·V and ``np.add.at`` is slow).
+
+def _sum_by_id(a: np.ndarray, ids_flat: np.ndarray, V: int, axis: int) -> np.ndarray:
+    """The slices of the 2-D array ``a`` along ``axis`` (one per position) summed by character id:
+    the result has V slices along ``axis`` (zeros for absent ids).
+
+    Sort the positions by id, then one reduceat over contiguous runs: cost independent of V
+    (a one-hot GEMM costs 2·F·N·V and ``np.add.at`` is slow). Pass the axis along which ``a``
+    is laid out contiguously per position: gathering across the other is 8× slower (measured).
     """
     order = np.argsort(ids_flat, kind="stable")
     uniq, starts = np.unique(ids_flat[order], return_index=True)
-    dtab = np.zeros((d_flat.shape[0], V), dtype=d_flat.dtype)
-    dtab[:, uniq] = np.add.reduceat(np.take(d_flat, order, axis=1), starts, axis=1)
-    return dtab
+    shape = list(a.shape)
+    shape[axis] = V
+    out = np.zeros(shape, dtype=a.dtype)
+    where = (slice(None), uniq) if axis == 1 else (uniq,)
+    out[where] = np.add.reduceat(np.take(a, order, axis=axis), starts, axis=axis)
+    return out
 
 
 def backward(cfg, params, dlogits, cache, grads, dstate=None):
@@ -219,7 +250,7 @@ def backward(cfg, params, dlogits, cache, grads, dstate=None):
     dlogits (V, T·B); dstate: per layer, gradient w.r.t. the final state (None = zeros).
     """
     spec = CELLS[cfg.cell]
-    ids, layers, top = cache
+    ids, x0, layers, top = cache
     T, B = ids.shape
     H = cfg.hidden
     np.matmul(dlogits, top.T, out=grads["decoder.weight"])
@@ -245,10 +276,14 @@ def backward(cfg, params, dlogits, cache, grads, dstate=None):
         if k > 0:
             np.matmul(d_flat, inp.T, out=grads[f"rnn.weight_ih_l{k}"])
             dout = w_ih.T @ d_flat  # (H, T·B): into the layer below
-        else:
-            dtab = _table_grad(d_flat, ids.reshape(-1), cfg.vocab_size)  # (G·H, V)
+        elif x0 is None:  # through the lookup table
+            dtab = _sum_by_id(d_flat, ids.reshape(-1), cfg.vocab_size, axis=1)  # (G·H, V)
             np.matmul(dtab, params["embedding.weight"], out=grads["rnn.weight_ih_l0"])
             np.matmul(dtab.T, w_ih, out=grads["embedding.weight"])
+        else:  # through the embedding GEMM
+            np.matmul(d_flat, x0, out=grads["rnn.weight_ih_l0"])
+            dx0 = d_flat.T @ w_ih  # (T·B, E)
+            grads["embedding.weight"][...] = _sum_by_id(dx0, ids.reshape(-1), cfg.vocab_size, axis=0)
     return dstate0
 
 
@@ -294,10 +329,8 @@ class CharLM:
             _, grads = self.new_grads()
         logits, new_state, cache = forward(self.cfg, self.params, x, state, rng)
         targets = np.ascontiguousarray(y.T).reshape(-1)  # (T·B,) in column order
-        loss, dlogits = cross_entropy(logits, targets)
-        dlogits[targets, np.arange(targets.size)] -= 1.0
-        dlogits /= targets.size
-        dstate0 = backward(self.cfg, self.params, dlogits, cache, grads, dstate)
+        loss = softmax_xent_(logits, targets)  # logits become dL/dlogits
+        dstate0 = backward(self.cfg, self.params, logits, cache, grads, dstate)
         return loss, grads, new_state, dstate0
 
     def logits(self, x, state):
@@ -321,7 +354,7 @@ class CharLM:
         x = np.asarray(ids, dtype=np.int64)[None, :]  # (1, T)
         if state is None:
             state = self.zero_state(1)
-        logits, new_state, (_, layers, _) = forward(self.cfg, self.params, x, state, None)
+        logits, new_state, (_, _, layers, _) = forward(self.cfg, self.params, x, state, None)
         out = []
         for _, cache_k, _ in layers:
             q = trace_quantities(self.cfg.cell, cache_k)

@@ -6,6 +6,9 @@ in minutes (spelling, spacing, capitals after full stops, paired quotes) and not
 
 ``structured`` writes text whose structure is known exactly, for tests and ``inspect``:
 nested brackets with their depth, quoted speech, and lines of bounded length.
+
+``cjk`` writes a large-vocabulary text: CJK ideographs with Zipf-distributed frequencies,
+full-width commas and full stops, and line breaks.
 """
 
 from __future__ import annotations
@@ -144,3 +147,21 @@ def bracket_depth(text: str) -> list[int]:
             depth = max(0, depth - 1)
         out.append(depth)
     return out
+
+
+def cjk(n_chars: int, n_distinct: int = 5000, seed: int = 0) -> str:
+    """About n_chars of CJK-like text over ~n_distinct ideographs (U+4E00 onwards), Zipf-distributed,
+    so that a model sees a large vocabulary whose rare characters really are rare."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    glyphs = np.array([chr(0x4E00 + i) for i in range(n_distinct)])
+    weights = 1.0 / np.arange(1, n_distinct + 1) ** 0.9
+    chars = glyphs[rng.choice(n_distinct, size=n_chars, p=weights / weights.sum())]
+    ends = rng.random(n_chars)  # after each character: nothing, a comma, a full stop, a line break
+    out = []
+    for ch, e in zip(chars.tolist(), ends.tolist()):
+        out.append(ch)
+        if e < 0.08:
+            out.append("，" if e < 0.05 else "。" if e < 0.075 else "。\n")
+    return "".join(out)[:n_chars]

@@ -1,8 +1,10 @@
-"""How many threads NumPy's BLAS uses: ``--threads N``, else the usual environment variables.
+"""How many threads lstmgen uses: ``--threads N``, else the usual environment variables.
 
 NumPy reads OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS once, when it is first
 imported; ``set_threads`` changes the running BLAS through its own C entry point (OpenBLAS,
 including NumPy's bundled scipy-openblas, or MKL) and sets the variables for child processes.
+The same count sizes ``parallel_map``'s pool, which runs large elementwise NumPy work (NumPy
+releases the GIL inside its loops) on column spans of an array, one span per thread.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import ctypes
 import os
 import re
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
@@ -44,10 +48,27 @@ def _first(lib: ctypes.CDLL, names):
     return None
 
 
+def _threads_from_env() -> int:
+    for var in ENV_VARS:
+        v = os.environ.get(var, "")
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    return os.cpu_count() or 1
+
+
+_workers = _threads_from_env()
+_pool: ThreadPoolExecutor | None = None
+
+
 def set_threads(n: int) -> bool:
-    """Use n BLAS threads from now on; True when the running BLAS took it."""
+    """Use n threads (BLAS and ``parallel_map``) from now on; True when the running BLAS took it."""
+    global _workers, _pool
     for var in ENV_VARS:
         os.environ[var] = str(n)
+    if n != _workers and _pool is not None:
+        _pool.shutdown()
+        _pool = None
+    _workers = n
     done = False
     for lib in _blas_libraries():
         fn = _first(lib, _SETTERS)
@@ -65,6 +86,23 @@ def get_threads() -> int | None:
             fn.restype = ctypes.c_int
             return int(fn())
     return None
+
+
+def column_spans(n: int, min_cols: int = 1) -> list[tuple[int, int]]:
+    """[lo, hi) spans splitting n columns into one span per thread (each ≥ min_cols wide)."""
+    parts = max(1, min(_workers, n // max(1, min_cols)))
+    edges = [n * k // parts for k in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def parallel_map(fn: Callable, items: list) -> list:
+    """[fn(item) for item in items], on the thread pool when there is more than one item."""
+    global _pool
+    if len(items) < 2:
+        return [fn(item) for item in items]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_workers, thread_name_prefix="lstmgen")
+    return list(_pool.map(fn, items))
 
 
 if __name__ == "__main__":  # python -m lstmgen.threads [N]

@@ -5,12 +5,15 @@ import pytest
 from conftest import numeric_grad
 
 from lstmgen.cells import CELLS
-from lstmgen.model import CharLM, ModelConfig
+from lstmgen.model import CharLM, ModelConfig, _lookup
 
 B, T, E, H, V, L = 2, 3, 4, 5, 7, 2
+# layer 0's input projection is a table lookup for small vocabularies and an embedding GEMM
+# for large ones (V > B·T/2): both paths are checked
+VOCABS = {"lookup": 3, "gemm": V}
 
 
-def _setup(cell, dropout=0.0):
+def _setup(cell, dropout=0.0, V=V):
     cfg = ModelConfig(vocab_size=V, cell=cell, layers=L, hidden=H, embed=E, dropout=dropout, dtype="float64")
     model = CharLM(cfg, seed=3)
     rng = np.random.default_rng(11)
@@ -32,9 +35,11 @@ def _objective(model, x, y, state, w_final, dropout_seed):
     return logits_loss + extra
 
 
+@pytest.mark.parametrize("path", list(VOCABS))
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_model_gradients_match_numeric(cell, dropout):
-    model, x, y, state, w_final = _setup(cell, dropout)
+def test_model_gradients_match_numeric(cell, dropout, path):
+    model, x, y, state, w_final = _setup(cell, dropout, VOCABS[path])
+    assert _lookup(model.cfg, B * T) == (path == "lookup")
     rng = np.random.default_rng(5) if dropout else None
     _, grads, _, dstate0 = model.loss_and_grads(x, y, state, rng=rng, dstate=w_final)
 

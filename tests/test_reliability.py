@@ -313,6 +313,15 @@ def test_fuzz_truncated_and_flipped_checkpoints(good_bytes, tmp_path, cut, flips
     _load_and_use(tmp_path, bytes(data))
 
 
+@pytest.mark.parametrize("old, new", [(b"(", b"|"), (b")", b"(")])
+def test_damaged_array_header_is_one_checkpoint_error(good_bytes, tmp_path, old, new):
+    """Found by the fuzz test above: NumPy parses an .npy header with ast.literal_eval, so a
+    flipped header byte raised SyntaxError / tokenize.TokenError, not ValueError. (A large
+    member: zipfile checks a member's CRC only once it has read to its end.)"""
+    at = good_bytes.index(old, good_bytes.index(b"'shape': ", good_bytes.index(b"optim.exp_avg.npy")))
+    _load_and_use(tmp_path, good_bytes[:at] + new + good_bytes[at + 1 :])
+
+
 def _arrays(good_bytes: bytes) -> dict:
     with np.load(io.BytesIO(good_bytes), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}

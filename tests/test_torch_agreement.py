@@ -6,18 +6,20 @@ Skipped only when torch is not installed; CI installs torch==2.13.0 so that thes
 import numpy as np
 import pytest
 
-from lstmgen.model import CharLM, ModelConfig
+from lstmgen.model import CharLM, ModelConfig, _lookup
 from lstmgen.optim import Optimizer, clip_grad_norm_
 
 torch = pytest.importorskip("torch")
 torch.set_default_dtype(torch.float64)
 
 B, T, E, H, V, L = 3, 7, 6, 8, 11, 2
+# layer 0 is a table lookup when V ≤ B·T/2, else an embedding GEMM: both paths are compared
+VOCABS = {"lookup": 9, "gemm": V}
 TORCH_RNN = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
 
 
 class TorchCharLM(torch.nn.Module):
-    def __init__(self, cell):
+    def __init__(self, cell, V=V):
         super().__init__()
         self.embedding = torch.nn.Embedding(V, E)
         self.rnn = TORCH_RNN[cell](E, H, num_layers=L, batch_first=True)
@@ -28,19 +30,22 @@ class TorchCharLM(torch.nn.Module):
         return self.decoder(out), new_state
 
 
-def _pair(cell):
+def _pair(cell, V=V):
     cfg = ModelConfig(vocab_size=V, cell=cell, layers=L, hidden=H, embed=E, dtype="float64")
     ours = CharLM(cfg, seed=7)
     ours.flat += np.random.default_rng(1).normal(0, 0.2, ours.flat.shape)
-    ref = TorchCharLM(cell)
+    ref = TorchCharLM(cell, V)
     # the checkpoint contract: our names and layouts load straight into PyTorch's modules
     ref.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in ours.params.items()}, strict=True)
     return ours, ref
 
 
+@pytest.mark.parametrize("path", list(VOCABS))
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_logits_loss_and_gradients_agree_with_torch(cell):
-    ours, ref = _pair(cell)
+def test_logits_loss_and_gradients_agree_with_torch(cell, path):
+    V = VOCABS[path]
+    ours, ref = _pair(cell, V)
+    assert _lookup(ours.cfg, B * T) == (path == "lookup")
     rng = np.random.default_rng(3)
     x = rng.integers(0, V, (B, T))
     y = rng.integers(0, V, (B, T))
