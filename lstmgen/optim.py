@@ -142,12 +142,15 @@ def clip_grad_norm_(g: np.ndarray, max_norm: float) -> float:
 
 
 def lr_at(step: int, base_lr: float, schedule: str = "constant", *, total_steps: int | None = None,
-          warmup: int = 0, min_frac: float = 0.1, step_size: int = 1000, gamma: float = 0.5) -> float:
-    """Learning rate for optimizer step ``step`` (0-based): a pure function of the step.
+          warmup: int = 0, min_frac: float = 0.1, step_size: int = 1000, gamma: float = 0.5,
+          progress: float | None = None) -> float:
+    """Learning rate for optimizer step ``step`` (0-based).
 
     constant  base_lr (after warm-up)
     cosine    linear warm-up over ``warmup`` steps, then cosine decay from base_lr to
-              min_frac·base_lr at ``total_steps`` (held there afterwards)
+              min_frac·base_lr at ``total_steps`` (held there afterwards); ``progress`` in
+              [0, 1], when given, is how far another budget (time) has run: the decay follows
+              whichever budget is further along
     step      base_lr · gamma^(step // step_size)
     Any schedule ramps up linearly over the first ``warmup`` steps.
     """
@@ -159,7 +162,8 @@ def lr_at(step: int, base_lr: float, schedule: str = "constant", *, total_steps:
         return base_lr
     if schedule == "step":
         return base_lr * gamma ** (step // max(1, step_size))
-    if not total_steps or total_steps <= warmup:
-        return base_lr
-    progress = min(1.0, (step - warmup) / (total_steps - warmup))
-    return base_lr * (min_frac + (1.0 - min_frac) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    done = 0.0 if progress is None else progress
+    if total_steps and total_steps > warmup:
+        done = max(done, (step - warmup) / (total_steps - warmup))
+    done = min(1.0, max(0.0, done))
+    return base_lr * (min_frac + (1.0 - min_frac) * 0.5 * (1.0 + math.cos(math.pi * done)))

@@ -129,6 +129,10 @@ class Trainer:
         self.best_val = mt.get("best_val_loss")
         self.last_val = mt.get("last_val_loss")
         self.bad_evals = int(mt.get("bad_evals", 0))
+        # how far the cosine schedule had run by time when this invocation started (see lr)
+        p0 = mt.get("schedule_progress", 0.0)
+        self.progress0 = min(1.0, max(0.0, float(p0))) if isinstance(p0, int | float) and math.isfinite(p0) else 0.0
+        self.t_start: float | None = None
         self.rng = np.random.default_rng(opts.seed)
         if "rng" in mt:
             self.rng.bit_generator.state = mt["rng"]
@@ -152,9 +156,17 @@ class Trainer:
             limits.append(self.opts.epochs * self.stream.batches_per_epoch)
         return min(limits) if limits else None
 
+    def time_progress(self) -> float | None:
+        """With --max-time, how far the schedule has run by time: this invocation's budget maps the
+        rest of the schedule (from where the previous invocation left it) onto the time given."""
+        if not self.opts.max_time or self.t_start is None:
+            return self.progress0 or None
+        frac = min(1.0, (time.monotonic() - self.t_start) / self.opts.max_time)
+        return self.progress0 + (1.0 - self.progress0) * frac
+
     def lr(self) -> float:
         return lr_at(self.step, self.opts.lr, self.opts.lr_schedule, total_steps=self.total_steps,
-                     warmup=self.opts.warmup)
+                     warmup=self.opts.warmup, progress=self.time_progress())
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> float | None:
@@ -177,6 +189,7 @@ class Trainer:
                 "effective_batch_size": self.B, "effective_seq_len": self.T,
                 "best_val_loss": self.best_val, "last_val_loss": self.last_val,
                 "bad_evals": self.bad_evals, "rng": self.rng.bit_generator.state,
+                "schedule_progress": self.time_progress() or self.progress0,
             },
             "corpus": {"name": self.corpus_path.name, "path": str(self.corpus_path.resolve()),
                        "sha256": self.corpus_sha, "chars": self.n_chars},
@@ -206,7 +219,7 @@ class Trainer:
     def run(self, on_progress: Callable[[Progress], None] | None = None) -> Summary:
         opts = self.opts
         on_progress = on_progress or (lambda p: None)
-        t_start = time.monotonic()
+        t_start = self.t_start = time.monotonic()
         chars, loss_sum, loss_n = 0, 0.0, 0
         last_eval_step = None
         stop = None

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from lstmgen import checkpoint as ckpt_io
 from lstmgen.cli import app
+from lstmgen.optim import lr_at
 from lstmgen.synthetic import prose
 
 runner = CliRunner()
@@ -109,6 +110,34 @@ def test_resume_equals_uninterrupted(corpus, tmp_path):
     mb = [json.loads(x) for x in (b / "metrics.jsonl").read_text().splitlines()]
     key = lambda r: (r["step"], r["train_loss"], r["val_loss"])  # noqa: E731
     assert [key(r) for r in ma] == [key(r) for r in mb]
+
+
+def test_max_time_cosine_ends_with_the_time_budget(corpus, tmp_path, monkeypatch):
+    """With --max-time the cosine decay follows the clock: half the budget gone → halfway down,
+    all gone → min lr; a resumed run continues from where the schedule stood."""
+    from lstmgen import train as train_mod
+
+    clock = [1000.0]
+    monkeypatch.setattr(train_mod.time, "monotonic", lambda: clock[0])
+    opts = train_mod.TrainOptions(hidden=8, embed=4, layers=1, batch_size=2, seq_len=8, warmup=0,
+                                  epochs=1000, max_time=100.0, eval_every=10**6)
+    tr = train_mod.new_trainer(corpus, tmp_path / "run", opts)
+    tr.t_start = clock[0]
+    assert tr.lr() == pytest.approx(opts.lr)  # epochs far away, no time gone
+    clock[0] += 50
+    assert tr.lr() == pytest.approx(opts.lr * 0.55)
+    clock[0] += 50
+    assert tr.lr() == pytest.approx(opts.lr * 0.1)
+    clock[0] -= 75  # 25 % of the budget: progress 0.25 is what a checkpoint now records
+    assert tr.meta()["train"]["schedule_progress"] == pytest.approx(0.25)
+    tr.save("latest.npz")
+    tr.close()
+    resumed = train_mod.resume_trainer(tmp_path / "run", None, {"max_time": 10.0})
+    resumed.t_start = clock[0]
+    assert resumed.lr() == pytest.approx(lr_at(0, opts.lr, "cosine", progress=0.25))
+    clock[0] += 10  # the resumed budget maps the rest of the schedule onto its 10 s
+    assert resumed.lr() == pytest.approx(opts.lr * 0.1)
+    resumed.close()
 
 
 def test_out_never_overwrites_a_run(corpus, tmp_path):

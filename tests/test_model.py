@@ -221,6 +221,15 @@ def test_schedules_are_pure_functions_of_the_step():
     assert lr_at(2500, 1.0, "step", step_size=1000, gamma=0.5) == 0.25
 
 
+def test_cosine_follows_whichever_budget_is_further_along():
+    """``progress`` (the time budget's) and the step budget: the decay follows the larger."""
+    assert lr_at(50, 1.0, "cosine", total_steps=1000, progress=0.5) == pytest.approx(0.55)
+    assert lr_at(50, 1.0, "cosine", total_steps=100, progress=0.1) == pytest.approx(0.55)
+    assert lr_at(50, 1.0, "cosine", progress=1.0) == pytest.approx(0.1)
+    assert lr_at(5, 1.0, "cosine", warmup=10, progress=0.9) == pytest.approx(0.6)  # warm-up first
+    assert lr_at(50, 1.0, "constant", progress=0.9) == 1.0
+
+
 def test_weight_decay_applies_to_matrices_only():
     from lstmgen.train import TrainOptions, make_optimizer
 
