@@ -158,53 +158,58 @@ def _use_threads(n: int | None) -> None:
                   "(or OMP_NUM_THREADS) before starting lstmgen")
 
 
+D = TrainOptions()  # the defaults, as the help shows them
+
+
 @app.command(epilog="Example: lstmgen train corpora/default.txt --max-time 5m --out runs/demo")
 @boundary
 def train(
     corpus: Annotated[Path | None, typer.Argument(help="UTF-8 text file (default: the bundled corpus).",
                                                   show_default=False)] = None,
-    cell: Annotated[str | None, typer.Option(help=f"Recurrent cell: {', '.join(CELL_TYPES)}. (default lstm)",
+    cell: Annotated[str | None, typer.Option(help=f"Recurrent cell: {', '.join(CELL_TYPES)}. (default {D.cell})",
                                              rich_help_panel=P_MODEL)] = None,
-    layers: Annotated[int | None, typer.Option(min=1, help="Stacked layers. (default 2)",
+    layers: Annotated[int | None, typer.Option(min=1, help=f"Stacked layers. (default {D.layers})",
                                                rich_help_panel=P_MODEL)] = None,
-    hidden: Annotated[int | None, typer.Option(min=1, help="Hidden units per layer. (default 256)",
+    hidden: Annotated[int | None, typer.Option(min=1, help=f"Hidden units per layer. (default {D.hidden})",
                                                rich_help_panel=P_MODEL)] = None,
-    embed: Annotated[int | None, typer.Option(min=1, help="Embedding size. (default 64)",
+    embed: Annotated[int | None, typer.Option(min=1, help=f"Embedding size. (default {D.embed})",
                                               rich_help_panel=P_MODEL)] = None,
     dropout: Annotated[float | None, typer.Option(help="Dropout between layers and before "
-                                                  "the output layer. (default 0.1)",
+                                                  f"the output layer. (default {D.dropout:g})",
                                                   rich_help_panel=P_MODEL)] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32 or float64. (default float32)",
+    dtype: Annotated[str | None, typer.Option(help=f"float32 or float64. (default {D.dtype})",
                                               rich_help_panel=P_MODEL)] = None,
-    seq_len: Annotated[int | None, typer.Option(min=1, help="Truncated BPTT length T. (default 100)",
+    seq_len: Annotated[int | None, typer.Option(min=1, help=f"Truncated BPTT length T. (default {D.seq_len})",
                                                 rich_help_panel=P_DATA)] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Parallel streams B (state carried across "
-                                                   "batches). (default 32)", rich_help_panel=P_DATA)] = None,
+                                                   f"batches). (default {D.batch_size})",
+                                                   rich_help_panel=P_DATA)] = None,
     val_frac: Annotated[float | None, typer.Option(help="Held-out tail of the corpus. "
-                                                   "(default 0.05)", rich_help_panel=P_DATA)] = None,
-    optimizer: Annotated[str | None, typer.Option(help=f"{', '.join(OPTIMIZERS)}. (default adam)",
+                                                   f"(default {D.val_frac:g})", rich_help_panel=P_DATA)] = None,
+    optimizer: Annotated[str | None, typer.Option(help=f"{', '.join(OPTIMIZERS)}. (default {D.optimizer})",
                                                   rich_help_panel=P_OPT)] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate, > 0. (default 0.002)",
+    lr: Annotated[float | None, typer.Option(help=f"Learning rate, > 0. (default {D.lr:g})",
                                              rich_help_panel=P_OPT)] = None,
     lr_schedule: Annotated[str | None, typer.Option(help=f"{', '.join(SCHEDULES)} (cosine: linear warm-up, "
-                                                    "decay to 10 %). (default cosine)",
+                                                    f"decay to 10 %). (default {D.lr_schedule})",
                                                     rich_help_panel=P_OPT)] = None,
-    warmup: Annotated[int | None, typer.Option(min=0, help="Warm-up steps. (default 50)",
+    warmup: Annotated[int | None, typer.Option(min=0, help=f"Warm-up steps. (default {D.warmup})",
                                                rich_help_panel=P_OPT)] = None,
     weight_decay: Annotated[float | None, typer.Option(min=0.0, help="Weight decay on weight matrices "
-                                                       "(decoupled for adamw). (default 0)",
+                                                       f"(decoupled for adamw). (default {D.weight_decay:g})",
                                                        rich_help_panel=P_OPT)] = None,
-    grad_clip: Annotated[float | None, typer.Option(min=0.0, help="Clip by global norm; 0 = off. (default 5)",
+    grad_clip: Annotated[float | None, typer.Option(min=0.0, help="Clip by global norm; 0 = off. "
+                                                    f"(default {D.grad_clip:g})",
                                                     rich_help_panel=P_OPT)] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed. (default 1337)", rich_help_panel=P_OPT)] = None,
+    seed: Annotated[int | None, typer.Option(help=f"Random seed. (default {D.seed})", rich_help_panel=P_OPT)] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Stop at this step (counts the whole run).",
                                                   rich_help_panel=P_RUN)] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Stop after this many epochs (whole run). "
-                                               "(default 20)", rich_help_panel=P_RUN)] = None,
+                                               f"(default {D.epochs})", rich_help_panel=P_RUN)] = None,
     max_time: Annotated[str | None, typer.Option(help="Time budget of this invocation: 90s, 10m, 1h.",
                                                  rich_help_panel=P_RUN)] = None,
     eval_every: Annotated[int | None, typer.Option(min=1, help="Validate and save every N steps. "
-                                                   "(default 200)", rich_help_panel=P_RUN)] = None,
+                                                   f"(default {D.eval_every})", rich_help_panel=P_RUN)] = None,
     patience: Annotated[int | None, typer.Option(min=1, help="Stop after N evaluations without improvement.",
                                                  rich_help_panel=P_RUN)] = None,
     sample_every: Annotated[int | None, typer.Option(min=1, help="Print a short sample to stderr every N steps.",

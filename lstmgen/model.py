@@ -10,8 +10,11 @@ that clipping and the optimizer run as a few vector operations over the whole mo
 
 Speed notes. The first layer's input projection is a lookup: ``W_ih0 @ embedding.T + b`` is a
 (G·H, V) table, gathered by character id; its gradient is reduced per id and folded back into
-the embedding and W_ih0. Every other input projection is one GEMM over all time steps, and
-every weight gradient is one GEMM over all B·T columns (see ``cells``).
+the embedding and W_ih0. A vocabulary larger than half the batch's positions (CJK text) takes
+the GEMM ``W_ih0 @ embedding[ids].T`` instead, its embedding gradient reduced per id in
+E-space. Every other input projection is one GEMM over all time steps, and every weight
+gradient is one GEMM over all B·T columns (see ``cells``). The softmax and its gradient are
+computed in place, split over threads when large.
 """
 
 from __future__ import annotations
