@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shlex
 import subprocess
@@ -33,7 +32,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lstmgen.optim import lr_at  # noqa: E402
 from lstmgen.text import BatchStream, Vocab, read_text, split  # noqa: E402
+from lstmgen.train import eval_rows  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 NANOGPT_REPORTED = 1.88  # nanoGPT README: shakespeare_char on CPU, ~3 minutes, val loss ≈ 1.88
@@ -86,10 +87,8 @@ class TorchLM:
 
 def torch_eval(torch, lm, val_ids: np.ndarray, B: int, T: int) -> float:
     """lstmgen's validation: the held-out tail in B rows, each from a zero state, chunks of T."""
-    streams = max(1, min(B, (len(val_ids) - 1) // T or 1))
-    per_row = (len(val_ids) - 1) // streams
-    x = torch.from_numpy(val_ids[: per_row * streams].reshape(streams, per_row).astype(np.int64))
-    y = torch.from_numpy(val_ids[1 : per_row * streams + 1].reshape(streams, per_row).astype(np.int64))
+    x, y = (torch.from_numpy(a.astype(np.int64)) for a in eval_rows(val_ids, B, T))
+    per_row = x.shape[1]
     lm.train(False)
     total, n, state = 0.0, 0, None
     with torch.no_grad():
@@ -110,18 +109,14 @@ def run_torch(torch, ids: np.ndarray, V: int, seconds: float, a) -> dict:
     lm = TorchLM(torch, V, a.torch_layers, a.torch_hidden, a.torch_embed, a.torch_dropout)
     params = lm.parameters()
     opt = torch.optim.Adam(params, lr=a.torch_lr)
-    warmup, min_frac = 50, 0.1
     curve, state, step, batch, chars = [], None, 0, 0, 0
     t0 = last_eval = time.monotonic()
     while True:
         now = time.monotonic() - t0
         if now >= seconds:
             break
-        progress = min(1.0, now / seconds)
-        lr = a.torch_lr * ((step + 1) / warmup if step < warmup
-                           else min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        for g in opt.param_groups:  # lstmgen's schedule: 50 warm-up steps, cosine ending at the budget
+            g["lr"] = lr_at(step, a.torch_lr, "cosine", warmup=50, progress=now / seconds)
         if batch == 0:
             state = None
         x, y = (torch.from_numpy(v) for v in stream.get(batch))

@@ -125,30 +125,6 @@ def structured(n_chars: int, seed: int = 0) -> str:
     return "".join(out)
 
 
-def quote_labels(text: str) -> list[int]:
-    """1 for characters inside double quotes (the quote marks themselves count as inside), else 0."""
-    labels, inside = [], False
-    for ch in text:
-        if ch == '"':
-            labels.append(1)
-            inside = not inside
-        else:
-            labels.append(1 if inside else 0)
-    return labels
-
-
-def bracket_depth(text: str) -> list[int]:
-    """Nesting depth of round brackets after each character."""
-    depth, out = 0, []
-    for ch in text:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth = max(0, depth - 1)
-        out.append(depth)
-    return out
-
-
 def cjk(n_chars: int, n_distinct: int = 5000, seed: int = 0) -> str:
     """About n_chars of CJK-like text over ~n_distinct ideographs (U+4E00 onwards), Zipf-distributed,
     so that a model sees a large vocabulary whose rare characters really are rare."""

@@ -319,19 +319,24 @@ def _num(x):
     return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
 
+def eval_rows(ids: np.ndarray, streams: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets (S, n) for validation: ids cut into S ≤ streams equal rows (fewer when
+    the text is short next to chunk), each row read from a zero state."""
+    streams = max(1, min(streams, (len(ids) - 1) // max(1, chunk) or 1))
+    per_row = (len(ids) - 1) // streams
+    if streams > 1:
+        return (ids[: per_row * streams].reshape(streams, per_row),
+                ids[1 : per_row * streams + 1].reshape(streams, per_row))
+    return ids[None, :-1], ids[None, 1:]
+
+
 def evaluate_ids(model: CharLM, ids: np.ndarray, streams: int = 1, chunk: int = 256,
                  should_stop: Callable[[], bool] | None = None) -> float:
     """Mean −ln p(x_t | x_<t) over ids split into ``streams`` rows, each from a zero state.
 
     With streams = 1 this is exactly the contract's eval: the whole text as one sequence.
     """
-    streams = max(1, min(streams, (len(ids) - 1) // max(1, chunk) or 1))
-    per_row = (len(ids) - 1) // streams
-    if streams > 1:
-        x = ids[: per_row * streams].reshape(streams, per_row)
-        y = ids[1 : per_row * streams + 1].reshape(streams, per_row)
-    else:
-        x, y = ids[None, :-1], ids[None, 1:]
+    x, y = eval_rows(ids, streams, chunk)
     state = model.zero_state(x.shape[0])
     total, n = 0.0, 0
     for s in range(0, x.shape[1], chunk):
