@@ -205,6 +205,10 @@ class Trainer:
             state=self.state,
         )
 
+    def _diverged(self, when: str, why: str) -> DivergenceError:
+        return DivergenceError(f"training diverged {when}: {why}; "
+                               f"try a lower learning rate (--lr {self.opts.lr / 4:g})")
+
     def save(self, name: str) -> Path:
         path = self.run_dir / name
         ckpt_io.save(path, self.checkpoint())
@@ -247,13 +251,12 @@ class Trainer:
             x, y = self.stream.get(self.batch)
             rng = self.rng if self.model.cfg.dropout > 0 else None
             loss, _, new_state, _ = self.model.loss_and_grads(x, y, self.state, rng=rng, grads=self.grads)
-            norm = clip_grad_norm_(self.flat_g, opts.grad_clip) if math.isfinite(loss) else math.nan
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                what = "loss" if not math.isfinite(loss) else "gradient"
-                raise DivergenceError(
-                    f"training diverged at step {self.step + 1}: the {what} is not finite; "
-                    f"try a lower learning rate (--lr {opts.lr / 4:g})"
-                )
+            why = divergence(loss, len(self.vocab), "training loss")
+            norm = clip_grad_norm_(self.flat_g, opts.grad_clip) if why is None else math.nan
+            if why is None and not math.isfinite(norm):
+                why = "the gradient is not finite"
+            if why is not None:
+                raise self._diverged(f"at step {self.step + 1}", why)
             self.opt.step(self.model.flat, self.flat_g, lr)
             self.state = new_state
             self.step += 1
@@ -299,9 +302,9 @@ class Trainer:
         if self.stop_request:  # interrupted mid-validation: keep the training state, save latest
             self.save("latest.npz")
             return
-        if val is not None and not math.isfinite(val):
-            raise DivergenceError(f"training diverged by step {self.step}: the validation loss is not finite; "
-                                  f"try a lower learning rate (--lr {self.opts.lr / 4:g})")
+        why = divergence(val, len(self.vocab), "validation loss") if val is not None else None
+        if why is not None:
+            raise self._diverged(f"by step {self.step}", why)
         self.last_val = val
         improved = val is not None and (self.best_val is None or val < self.best_val)
         if improved:
@@ -313,6 +316,29 @@ class Trainer:
         self.save("latest.npz")
         if improved or (val is None and self.step > 0):
             self.save("best.npz")
+
+
+def divergence_limit(vocab_size: int) -> float:
+    """The loss (nats per character) above which a run has diverged, whatever the CPU.
+
+    A model that knows nothing (uniform guesses) scores ln V; healthy training starts there and
+    only goes down, with early spikes of a few nats at most. Ten times that, plus 10 nats (for
+    tiny vocabularies, where ln V is small), means the model gives the right character a
+    probability below e^−(10 ln V + 10) = V^−10 · e^−10 on average: garbage weights, even where
+    float32 saturates instead of overflowing to inf (CPUs differ there).
+    """
+    return 10.0 * math.log(max(vocab_size, 2)) + 10.0
+
+
+def divergence(loss: float, vocab_size: int, what: str = "loss") -> str | None:
+    """Why a loss says the run has diverged (non-finite, or far above ln V), or None if it is healthy."""
+    if not math.isfinite(loss):
+        return f"the {what} is not finite"
+    limit = divergence_limit(vocab_size)
+    if loss > limit:
+        return (f"the {what} is {loss:.3g} nats per character, far above ln V = {math.log(vocab_size):.2f} "
+                f"(what a model that knows nothing scores; limit {limit:.1f})")
+    return None
 
 
 def _num(x):

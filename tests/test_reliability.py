@@ -220,10 +220,14 @@ def test_sigint_during_a_long_validation_exits_quickly(tmp_path):
 def test_divergence_stops_and_keeps_the_last_good_checkpoints(trained, tmp_path):
     run_dir = copy_run(trained, tmp_path / "run")
     before = snapshot(run_dir)
+    metrics = (run_dir / "metrics.jsonl").read_bytes()
+    # lr 1e30 wrecks the weights at the first step; whether float32 then overflows to inf or
+    # saturates at ~1e30 nats depends on the CPU (AVX2 vs AVX-512): both are a diverged run
     r = run("train", "--resume", run_dir, "--lr", "1e30", "--max-steps", "40", "--eval-every", "1")
     assert r.exit_code == 1, r.output
-    assert "not finite" in r.stderr and "lower learning rate" in r.stderr and "Traceback" not in r.output
+    assert "diverged" in r.stderr and "lower learning rate" in r.stderr and "Traceback" not in r.output
     assert snapshot(run_dir) == before and not leftovers(run_dir)
+    assert (run_dir / "metrics.jsonl").read_bytes() == metrics  # nothing at all written once diverged
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(trained, tmp_path):
