@@ -27,10 +27,11 @@ from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.generate import check_options, generate
 from lstmgen.model import CELL_TYPES, CharLM
 from lstmgen.optim import OPTIMIZERS, SCHEDULES
+from lstmgen.parallel import WorkerLost
 from lstmgen.rundir import default_run_dir
 from lstmgen.text import DEFAULT_CORPUS, Vocab, read_text
-from lstmgen.threads import set_threads
-from lstmgen.train import TrainOptions, evaluate_ids, new_trainer, resume_trainer
+from lstmgen.threads import get_threads, set_threads
+from lstmgen.train import TrainOptions, evaluate_ids, new_trainer, resume_trainer, start_workers
 
 
 class _OneLineErrors(TyperGroup):
@@ -220,16 +221,21 @@ def train(
                                                 rich_help_panel=P_RUN)] = None,
     init_from: Annotated[Path | None, typer.Option(help="Start from this checkpoint's weights (fine-tuning).",
                                                    rich_help_panel=P_RUN)] = None,
-    threads: Threads = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Data-parallel worker processes, each on its rows of "
+                                                "every batch (default: one per core, at least 4 rows each; "
+                                                "a resumed run: its own count). Under mpiexec the MPI ranks "
+                                                "are the workers.", show_default=False,
+                                                rich_help_panel=P_RUN)] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="BLAS threads of each worker (default: cores ÷ "
+                                                "workers, at least 1).", show_default=False)] = None,
 ):
-    """Train a character-level model on a text file."""
-    _use_threads(threads)
+    """Train a character-level model on a text file, on every core."""
     given = {
         "cell": cell, "layers": layers, "hidden": hidden, "embed": embed, "dropout": dropout, "dtype": dtype,
         "seq_len": seq_len, "batch_size": batch_size, "val_frac": val_frac, "optimizer": optimizer, "lr": lr,
         "lr_schedule": lr_schedule, "warmup": warmup, "weight_decay": weight_decay, "grad_clip": grad_clip,
         "seed": seed, "max_steps": max_steps, "epochs": epochs, "max_time": parse_duration(max_time),
-        "eval_every": eval_every, "patience": patience, "sample_every": sample_every,
+        "eval_every": eval_every, "patience": patience, "sample_every": sample_every, "workers": workers,
     }
     _check_choice("--cell", cell, CELL_TYPES)
     _check_choice("--optimizer", optimizer, OPTIMIZERS)
@@ -255,7 +261,7 @@ def train(
         with reading:
             trainer = new_trainer(corpus, out_dir or default_run_dir(corpus), opts, init_from,
                                   on_bytes=reading.update)
-    _run_training(trainer, resumed=resume is not None)
+    _run_training(trainer, resumed=resume is not None, threads=threads)
 
 
 def _check_choice(flag: str, value: str | None, choices) -> None:
@@ -263,17 +269,34 @@ def _check_choice(flag: str, value: str | None, choices) -> None:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=flag)
 
 
-def _run_training(trainer, resumed: bool) -> None:
-    from tqdm import tqdm
-
+def _run_training(trainer, resumed: bool, threads: int | None) -> None:
     for w in trainer.warnings:
         err.print(f"[yellow]warning:[/] {escape(w)}")
+    group = start_workers(trainer, threads)  # from here on, every error must stop the workers too
+    try:
+        _train_loop(trainer, group, resumed)
+    except BaseException:
+        group.kill()
+        raise
+    finally:
+        group.close()
+        trainer.close()
+
+
+def _train_loop(trainer, group, resumed: bool) -> None:
+    from tqdm import tqdm
+
     cfg, o = trainer.model.cfg, trainer.opts
+    rows = f"{trainer.B // group.size}–{-(-trainer.B // group.size)}" if trainer.B % group.size else \
+        f"{trainer.B // group.size}"
+    workers = (f"{group.size} workers ({group.kind}, {rows} rows each, {get_threads() or '?'} BLAS thread"
+               f"{'s' if (get_threads() or 1) > 1 else ''} each)" if group.size > 1
+               else f"1 worker ({get_threads() or '?'} BLAS threads)")
     err.print(
         f"{'resuming' if resumed else 'training'} on {escape(trainer.corpus_path.name)}: "
         f"{trainer.n_chars:,} chars, vocab {len(trainer.vocab)} | {cfg.cell} {cfg.layers}×{cfg.hidden}, "
         f"embed {cfg.embed}, dropout {cfg.dropout:g}, {trainer.model.num_params:,} params, {cfg.dtype} | "
-        f"batch {trainer.B}×{trainer.T}, {o.optimizer} lr {o.lr:g} ({o.lr_schedule}) | "
+        f"batch {trainer.B}×{trainer.T}, {o.optimizer} lr {o.lr:g} ({o.lr_schedule}) | {workers} | "
         f"run dir {escape(str(trainer.run_dir))}"
     )
     total = trainer.total_steps
@@ -301,11 +324,14 @@ def _run_training(trainer, resumed: bool) -> None:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         summary = trainer.run(on_progress)
+    except WorkerLost as e:
+        raise LstmgenError(f"{e}; training stopped at step {trainer.step} with every worker ended; the last "
+                           f"checkpoint is intact: continue with lstmgen train --resume "
+                           f"{trainer.run_dir}") from None
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         bar.close()
-        trainer.close()
     where = escape(str(summary.run_dir))
     if summary.stop_reason in ("SIGINT", "SIGTERM"):
         err.print(f"[yellow]interrupted ({summary.stop_reason}) at step {summary.step}:[/] saved "

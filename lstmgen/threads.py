@@ -78,6 +78,13 @@ def set_threads(n: int) -> bool:
     return done
 
 
+def after_fork(n: int) -> None:
+    """In a forked child: the parent's thread pool did not come along; use n threads from here on."""
+    global _pool
+    _pool = None
+    set_threads(n)
+
+
 def get_threads() -> int | None:
     """The running BLAS's thread count, if it can be asked."""
     for lib in _blas_libraries():

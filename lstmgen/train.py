@@ -19,11 +19,14 @@ import numpy as np
 from lstmgen import __version__
 from lstmgen import checkpoint as ckpt_io
 from lstmgen.corpus import Corpus, load_corpus
+from lstmgen.dropout import RowStreams
 from lstmgen.errors import ConfigError, CorpusError, DivergenceError, LstmgenError
 from lstmgen.model import CharLM, ModelConfig
 from lstmgen.optim import Optimizer, clip_grad_norm_, lr_at
+from lstmgen.parallel import SOLO, LocalGroup, available_cores, default_workers, row_block
 from lstmgen.rundir import RunLock, prepare_run_dir, remove_if_unused
 from lstmgen.text import BatchStream, Vocab, fit_batch, split, visible
+from lstmgen.threads import after_fork, set_threads
 
 # options that define the model and its data: fixed for the life of a run
 MODEL_KEYS = ("cell", "layers", "hidden", "embed", "dropout", "dtype")
@@ -58,6 +61,7 @@ class TrainOptions:
     seed: int = 1337
     dtype: str = "float32"
     sample_every: int | None = None
+    workers: int | None = None  # data-parallel worker processes (None: chosen for the machine)
 
     def check(self) -> None:
         positive = ("layers", "hidden", "embed", "seq_len", "batch_size", "eval_every", "warmup")
@@ -75,12 +79,15 @@ class TrainOptions:
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {v}")
-        for name in ("max_steps", "epochs", "patience", "sample_every"):
+        for name in ("max_steps", "epochs", "patience", "sample_every", "workers"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
         if self.max_time is not None and not self.max_time > 0:
             raise ConfigError(f"--max-time must be positive, got {self.max_time}")
+        if self.workers is not None and self.workers > self.batch_size:
+            raise ConfigError(f"--workers {self.workers} is more than the batch size {self.batch_size}: "
+                              "each worker needs at least one of the batch's rows")
 
 
 @dataclass
@@ -112,8 +119,17 @@ class Summary:
     stop_reason: str
 
 
+# why a run stops, in the order they are reported when several apply at once
+STOPS = ("SIGINT", "SIGTERM", "max-steps", "epochs", "max-time", "patience")
+
+
 class Trainer:
-    """Holds one run: corpus, model, optimizer, data position, carried state, RNG."""
+    """Holds one run: corpus, model, optimizer, data position, carried state.
+
+    With data-parallel workers (``use_group``) every worker holds a Trainer and runs the same
+    loop on its rows of each batch: gradients, losses and stop requests are summed across the
+    group, so every worker takes the same optimizer step; rank 0 alone writes and reports.
+    """
 
     def __init__(self, run_dir: Path, opts: TrainOptions, corpus: Corpus, *, model: CharLM, optimizer: Optimizer,
                  meta_train: dict | None = None, state=None, lock: RunLock | None = None):
@@ -136,13 +152,24 @@ class Trainer:
         p0 = mt.get("schedule_progress", 0.0)
         self.progress0 = min(1.0, max(0.0, float(p0))) if isinstance(p0, int | float) and math.isfinite(p0) else 0.0
         self.t_start: float | None = None
-        self.rng = np.random.default_rng(opts.seed)
-        if "rng" in mt:
-            self.rng.bit_generator.state = mt["rng"]
         self.state = state if state is not None and self.batch > 0 else model.zero_state(B)
         if state is not None and state[0][0].shape[1] != B:
             self.state = model.zero_state(B)
         self.stop_request: str | None = None  # set from a signal handler
+        self.group = SOLO
+        self.use_group(SOLO)
+
+    def use_group(self, group) -> None:
+        """Run as one worker of ``group``: this worker's rows of every batch, its slice of the state."""
+        full = self.full_state()  # (before the group changes: this worker holds all rows until now)
+        self.group, self.rows = group, row_block(self.B, group.size, group.rank)
+        self.masks = RowStreams(self.opts.seed, self.rows.start)  # dropout per global row
+        self.state = [tuple(np.ascontiguousarray(a[:, self.rows]) for a in layer) for layer in full]
+
+    def collective_bytes(self) -> int:
+        """The largest array a worker group sums: the gradient, or the carried state (checkpoints)."""
+        n_state = sum(a.size for layer in self.model.zero_state(self.B) for a in layer)
+        return max(self.model.flat.size, n_state, 16) * self.model.flat.itemsize
 
     def close(self) -> None:
         """Let another process have the run directory."""
@@ -173,11 +200,62 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> float | None:
-        """Mean loss over the whole held-out tail, in parallel streams from a fresh state."""
+        """Mean loss over the whole held-out tail, in parallel streams from a fresh state
+        (with workers: each worker its block of the streams, the sums added up)."""
         if len(self.val_ids) < 2:
             return None
-        return evaluate_ids(self.model, self.val_ids, streams=self.B, chunk=self.T,
-                            should_stop=lambda: self.stop_request is not None)
+        x, y = eval_rows(self.val_ids, streams=self.B, chunk=self.T)
+        block = row_block(x.shape[0], self.group.size, self.group.rank)
+        sums = sum_losses(self.model, x[block], y[block], chunk=self.T, should_stop=self._interrupted)
+        if sums is None:
+            return math.nan
+        totals = np.array(sums, dtype=np.float64)  # (Σ −ln p, positions)
+        self.group.allreduce_(totals)
+        return float(totals[0] / max(totals[1], 1.0))
+
+    # ------------------------------------------------------------------ agreement between workers
+    def _agree(self, local_stop: str | None, lr: float) -> tuple[str | None, float]:
+        """Every worker's stop request (any one stops all) and rank 0's learning rate, the same everywhere."""
+        ctrl = np.zeros(len(STOPS) + 1)
+        if local_stop:
+            ctrl[STOPS.index(local_stop)] = 1.0
+        if self.group.rank == 0:  # rank 0's clock rules the time budget and the schedule
+            ctrl[-1] = lr
+        self.group.allreduce_(ctrl)
+        stop = next((s for s, v in zip(STOPS, ctrl) if v > 0), None)
+        if stop in ("SIGINT", "SIGTERM"):
+            self.stop_request = stop
+        return stop, float(ctrl[-1])
+
+    def _interrupted(self) -> bool:
+        """Whether any worker was asked to stop (agreed: every worker answers the same)."""
+        if self.group.size > 1:
+            self._agree(self.stop_request if self.stop_request in STOPS[:2] else None, 0.0)
+        return self.stop_request is not None
+
+    def _sum_gradients(self, loss: float) -> float:
+        """Add up the workers' gradients, each weighted by its share of the rows, so that every worker
+        holds the gradient of the mean loss over all B·T positions; returns that mean loss."""
+        if self.group.size == 1:
+            return loss
+        share = (self.rows.stop - self.rows.start) / self.B
+        self.flat_g *= self.flat_g.dtype.type(share)
+        self.group.allreduce_(self.flat_g)
+        total = np.array([loss * share])
+        self.group.allreduce_(total)
+        return float(total[0])
+
+    def full_state(self) -> list[tuple[np.ndarray, ...]]:
+        """The carried state of all B rows (with workers: gathered by summing zero-padded blocks)."""
+        if self.group.size == 1:
+            return self.state
+        buf = np.zeros((len(self.state), len(self.state[0]), self.model.cfg.hidden, self.B),
+                       dtype=self.model.flat.dtype)  # (L, parts, H, B)
+        for k, layer in enumerate(self.state):
+            for j, a in enumerate(layer):
+                buf[k, j][:, self.rows] = a
+        self.group.allreduce_(buf)
+        return [tuple(buf[k]) for k in range(buf.shape[0])]
 
     # ------------------------------------------------------------------ checkpoints
     def meta(self) -> dict:
@@ -191,18 +269,18 @@ class Trainer:
                 "step": self.step, "epoch": self.epoch, "batch": self.batch,
                 "effective_batch_size": self.B, "effective_seq_len": self.T,
                 "best_val_loss": self.best_val, "last_val_loss": self.last_val,
-                "bad_evals": self.bad_evals, "rng": self.rng.bit_generator.state,
+                "bad_evals": self.bad_evals, "dropout_masks": "philox-per-row", "workers": self.group.size,
                 "schedule_progress": self.time_progress() or self.progress0,
             },
             "corpus": {"name": self.corpus_path.name, "path": str(self.corpus_path.resolve()),
                        "sha256": self.corpus_sha, "chars": self.n_chars},
         }
 
-    def checkpoint(self) -> ckpt_io.Checkpoint:
+    def checkpoint(self, state=None) -> ckpt_io.Checkpoint:
         return ckpt_io.Checkpoint(
             params=self.model.params, meta=self.meta(),
             optim=dict(self.opt.state),
-            state=self.state,
+            state=self.state if state is None else state,
         )
 
     def _diverged(self, when: str, why: str) -> DivergenceError:
@@ -210,11 +288,16 @@ class Trainer:
                                f"try a lower learning rate (--lr {self.opts.lr / 4:g})")
 
     def save(self, name: str) -> Path:
+        """Write a checkpoint (rank 0; every worker takes part in gathering the carried state)."""
+        state = self.full_state()
         path = self.run_dir / name
-        ckpt_io.save(path, self.checkpoint())
+        if self.group.rank == 0:
+            ckpt_io.save(path, self.checkpoint(state))
         return path
 
     def log(self, record: dict) -> None:
+        if self.group.rank != 0:
+            return
         path = self.run_dir / "metrics.jsonl"
         try:
             with open(path, "a", encoding="utf-8") as f:
@@ -232,7 +315,7 @@ class Trainer:
         stop = None
         log_every = max(1, min(opts.eval_every, 10))
         while True:
-            # stop check
+            # stop check and learning rate, agreed by every worker
             if self.stop_request:
                 stop = self.stop_request
             elif opts.max_steps and self.step >= opts.max_steps:
@@ -243,14 +326,16 @@ class Trainer:
                 stop = "max-time"
             elif opts.patience and self.bad_evals >= opts.patience:
                 stop = "patience"
+            stop, lr = self._agree(stop, self.lr())
             if stop:
                 break
-            lr = self.lr()
             if self.batch == 0:  # a new epoch starts from a zero state
-                self.state = self.model.zero_state(self.B)
-            x, y = self.stream.get(self.batch)
-            rng = self.rng if self.model.cfg.dropout > 0 else None
-            loss, _, new_state, _ = self.model.loss_and_grads(x, y, self.state, rng=rng, grads=self.grads)
+                self.state = self.model.zero_state(self.rows.stop - self.rows.start)
+            x, y = self.stream.get(self.batch)  # (B, T) each; this worker's rows below
+            masks = self.masks.at(self.step) if self.model.cfg.dropout > 0 else None
+            loss, _, new_state, _ = self.model.loss_and_grads(x[self.rows], y[self.rows], self.state, rng=masks,
+                                                              grads=self.grads)
+            loss = self._sum_gradients(loss)  # every worker now holds the whole batch's gradient
             why = divergence(loss, len(self.vocab), "training loss")
             norm = clip_grad_norm_(self.flat_g, opts.grad_clip) if why is None else math.nan
             if why is None and not math.isfinite(norm):
@@ -341,6 +426,33 @@ def divergence(loss: float, vocab_size: int, what: str = "loss") -> str | None:
     return None
 
 
+def start_workers(trainer: Trainer, threads: int | None = None):
+    """Make this process rank 0 of the run's workers and return their group.
+
+    The count is ``--workers`` (a resumed run: its recorded count), else one per core with at
+    least 4 rows each, never more than the batch's rows. Workers 1 … N−1 are forked from this
+    process after the run is set up, so they start with the same corpus, model, optimizer and
+    position; each runs ``Trainer.run`` on its rows with ``threads`` BLAS threads (default:
+    cores ÷ workers) and ends with the loop. ``set_threads`` happens here, before the fork.
+    """
+    n = max(1, min(trainer.opts.workers or default_workers(trainer.B), trainer.B))
+    per_worker = threads or max(1, available_cores() // n)
+    set_threads(per_worker)
+    if n == 1:
+        trainer.use_group(SOLO)
+        return SOLO
+
+    def worker(group) -> int:
+        after_fork(per_worker)
+        trainer.use_group(group)
+        trainer.run()
+        return 0
+
+    group = LocalGroup.start(n, trainer.collective_bytes(), worker)
+    trainer.use_group(group)
+    return group
+
+
 def _num(x):
     return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
@@ -356,6 +468,25 @@ def eval_rows(ids: np.ndarray, streams: int, chunk: int) -> tuple[np.ndarray, np
     return ids[None, :-1], ids[None, 1:]
 
 
+def sum_losses(model: CharLM, x: np.ndarray, y: np.ndarray, chunk: int,
+               should_stop: Callable[[], bool] | None = None) -> tuple[float, int] | None:
+    """(Σ −ln p(y | x), positions) over rows x, y (S, n), each row read from a zero state in chunks;
+    None when ``should_stop`` says so. S may be 0 (a worker with no rows still asks ``should_stop``
+    once per chunk, like the others)."""
+    state = model.zero_state(x.shape[0]) if x.shape[0] else None
+    total, n = 0.0, 0
+    for s in range(0, x.shape[1], chunk):
+        if should_stop is not None and should_stop():
+            return None
+        if state is None:
+            continue
+        xs, ys = np.asarray(x[:, s : s + chunk], np.int64), np.asarray(y[:, s : s + chunk], np.int64)
+        loss, state = model.sum_loss(xs, ys, state)
+        total += loss
+        n += xs.size
+    return total, n
+
+
 def evaluate_ids(model: CharLM, ids: np.ndarray, streams: int = 1, chunk: int = 256,
                  should_stop: Callable[[], bool] | None = None) -> float:
     """Mean −ln p(x_t | x_<t) over ids split into ``streams`` rows, each from a zero state.
@@ -363,16 +494,8 @@ def evaluate_ids(model: CharLM, ids: np.ndarray, streams: int = 1, chunk: int = 
     With streams = 1 this is exactly the contract's eval: the whole text as one sequence.
     """
     x, y = eval_rows(ids, streams, chunk)
-    state = model.zero_state(x.shape[0])
-    total, n = 0.0, 0
-    for s in range(0, x.shape[1], chunk):
-        if should_stop is not None and should_stop():
-            return math.nan
-        xs, ys = np.asarray(x[:, s : s + chunk], np.int64), np.asarray(y[:, s : s + chunk], np.int64)
-        loss, state = model.sum_loss(xs, ys, state)
-        total += loss
-        n += xs.size
-    return total / max(n, 1)
+    sums = sum_losses(model, x, y, chunk, should_stop)
+    return math.nan if sums is None else sums[0] / max(sums[1], 1)
 
 
 # ---------------------------------------------------------------------- building runs
