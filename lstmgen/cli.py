@@ -27,11 +27,11 @@ from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.generate import check_options, generate
 from lstmgen.model import CELL_TYPES, CharLM
 from lstmgen.optim import OPTIMIZERS, SCHEDULES
-from lstmgen.parallel import WorkerLost
+from lstmgen.parallel import WorkerLost, mpi_world
 from lstmgen.rundir import default_run_dir
 from lstmgen.text import DEFAULT_CORPUS, Vocab, read_text
 from lstmgen.threads import get_threads, set_threads
-from lstmgen.train import TrainOptions, evaluate_ids, new_trainer, resume_trainer, start_workers
+from lstmgen.train import TrainOptions, evaluate_ids, join_world, new_trainer, resume_trainer, start_workers
 
 
 class _OneLineErrors(TyperGroup):
@@ -237,10 +237,28 @@ def train(
         "seed": seed, "max_steps": max_steps, "epochs": epochs, "max_time": parse_duration(max_time),
         "eval_every": eval_every, "patience": patience, "sample_every": sample_every, "workers": workers,
     }
-    _check_choice("--cell", cell, CELL_TYPES)
-    _check_choice("--optimizer", optimizer, OPTIMIZERS)
-    _check_choice("--lr-schedule", lr_schedule, SCHEDULES)
-    _check_choice("--dtype", dtype, ("float32", "float64"))
+    world = mpi_world()  # started by mpiexec: the ranks are the workers
+    if world is not None and world.rank != 0:
+        _follow(world, threads)
+        return
+    try:
+        if world is not None and workers not in (None, world.size):
+            raise ConfigError(f"--workers {workers} under mpiexec -n {world.size}: the MPI ranks are the "
+                              "workers (leave --workers out, or make it equal)")
+        trainer = _build_trainer(corpus, resume, init_from, out_dir, given)
+    except BaseException as e:
+        if world is not None:  # the other ranks end quietly with the same status; this one says why
+            world.bcast(int(getattr(e, "exit_code", 1)))
+        raise
+    _run_training(trainer, resumed=resume is not None, threads=threads, world=world)
+
+
+def _build_trainer(corpus: Path | None, resume: Path | None, init_from: Path | None, out_dir: Path | None,
+                   given: dict):
+    _check_choice("--cell", given["cell"], CELL_TYPES)
+    _check_choice("--optimizer", given["optimizer"], OPTIMIZERS)
+    _check_choice("--lr-schedule", given["lr_schedule"], SCHEDULES)
+    _check_choice("--dtype", given["dtype"], ("float32", "float64"))
     from tqdm import tqdm
 
     reading = tqdm(unit="B", unit_scale=True, desc="reading and encoding the corpus (2 passes)", file=sys.stderr,
@@ -256,12 +274,38 @@ def train(
             if not corpus.exists():
                 raise CorpusError(f"the bundled corpus is not at {corpus}; pass a text file")
         opts = TrainOptions(**{k: v for k, v in given.items() if v is not None})
-        if max_steps is not None and epochs is None:
+        if given["max_steps"] is not None and given["epochs"] is None:
             opts.epochs = None  # an explicit step budget replaces the default epoch budget
         with reading:
             trainer = new_trainer(corpus, out_dir or default_run_dir(corpus), opts, init_from,
                                   on_bytes=reading.update)
-    _run_training(trainer, resumed=resume is not None, threads=threads)
+    return trainer
+
+
+def _stop_on_signals(trainer) -> dict:
+    """SIGINT/SIGTERM ask the loop to stop after this step (it saves, then we exit 130/143)."""
+
+    def on_signal(signum, frame):
+        trainer.stop_request = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+
+    return {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _follow(world, threads: int | None) -> None:
+    """An MPI rank other than 0: join rank 0's run, train, print nothing (rank 0 reports)."""
+    bp = world.bcast(None)
+    if isinstance(bp, int):  # rank 0 could not set the run up, and has said why
+        raise typer.Exit(bp)
+    try:
+        trainer = join_world(bp, world, threads)
+        _stop_on_signals(trainer)
+        summary = trainer.run()
+    except LstmgenError as e:
+        err.print(f"[bold red]error:[/] rank {world.rank}: {escape(str(e))}")
+        world.kill(e.exit_code)
+        raise
+    if summary.stop_reason in ("SIGINT", "SIGTERM"):
+        raise typer.Exit(130 if summary.stop_reason == "SIGINT" else 143)
 
 
 def _check_choice(flag: str, value: str | None, choices) -> None:
@@ -269,13 +313,18 @@ def _check_choice(flag: str, value: str | None, choices) -> None:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=flag)
 
 
-def _run_training(trainer, resumed: bool, threads: int | None) -> None:
+def _run_training(trainer, resumed: bool, threads: int | None, world=None) -> None:
     for w in trainer.warnings:
         err.print(f"[yellow]warning:[/] {escape(w)}")
-    group = start_workers(trainer, threads)  # from here on, every error must stop the workers too
+    group = start_workers(trainer, threads, world)  # from here on, every error must stop the workers too
     try:
         _train_loop(trainer, group, resumed)
-    except BaseException:
+    except typer.Exit:  # the workers stopped with this process (an interrupted run)
+        raise
+    except BaseException as e:
+        if world is not None:  # Abort ends this rank too: say why first
+            err.print(f"[bold red]error:[/] {escape(str(e) if isinstance(e, LstmgenError) else repr(e))}")
+            world.kill(getattr(e, "exit_code", 1))
         group.kill()
         raise
     finally:
@@ -318,10 +367,7 @@ def _train_loop(trainer, group, resumed: bool) -> None:
             text = "".join(generate(trainer.model, trainer.vocab, 200, temperature=0.8, rng=sample_rng))
             tqdm.write(f"--- sample at step {p.step} ---\n{text}\n---", file=sys.stderr)
 
-    def on_signal(signum, frame):
-        trainer.stop_request = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = _stop_on_signals(trainer)
     try:
         summary = trainer.run(on_progress)
     except WorkerLost as e:

@@ -238,6 +238,10 @@ class MPIGroup:
 
         self.MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        # ranks on this host (to share its cores): from the launcher, else asked of MPI
+        env = os.environ.get("MPI_LOCALNRANKS") or os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
+        self.local_size = int(env) if env and env.isdigit() else \
+            comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
 
     def allreduce_(self, a: np.ndarray) -> None:
         self.comm.Allreduce(self.MPI.IN_PLACE, a, op=self.MPI.SUM)
@@ -249,6 +253,9 @@ class MPIGroup:
         pass
 
     def kill(self, code: int = 1) -> None:
+        """After an error on one rank: the others wait in a collective that will never come."""
+        sys.stdout.flush()
+        sys.stderr.flush()
         self.comm.Abort(code)
 
 

@@ -426,8 +426,11 @@ def divergence(loss: float, vocab_size: int, what: str = "loss") -> str | None:
     return None
 
 
-def start_workers(trainer: Trainer, threads: int | None = None):
+def start_workers(trainer: Trainer, threads: int | None = None, world=None):
     """Make this process rank 0 of the run's workers and return their group.
+
+    Under mpiexec (``world``, an MPIGroup) the ranks are the workers: rank 0 sends the others
+    the run (``blueprint``); each uses ``threads`` BLAS threads (default: cores ÷ ranks on this host).
 
     The count is ``--workers`` (a resumed run: its recorded count), else one per core with at
     least 4 rows each, never more than the batch's rows. Workers 1 … N−1 are forked from this
@@ -435,6 +438,11 @@ def start_workers(trainer: Trainer, threads: int | None = None):
     position; each runs ``Trainer.run`` on its rows with ``threads`` BLAS threads (default:
     cores ÷ workers) and ends with the loop. ``set_threads`` happens here, before the fork.
     """
+    if world is not None:
+        set_threads(threads or max(1, available_cores() // world.local_size))
+        world.bcast(blueprint(trainer))
+        trainer.use_group(world)
+        return world
     n = max(1, min(trainer.opts.workers or default_workers(trainer.B), trainer.B))
     per_worker = threads or max(1, available_cores() // n)
     set_threads(per_worker)
@@ -451,6 +459,14 @@ def start_workers(trainer: Trainer, threads: int | None = None):
     group = LocalGroup.start(n, trainer.collective_bytes(), worker)
     trainer.use_group(group)
     return group
+
+
+def join_world(bp: dict, world, threads: int | None = None) -> Trainer:
+    """An MPI rank other than 0: its Trainer for rank 0's run, as a worker of ``world``."""
+    trainer = follow(bp)
+    set_threads(threads or max(1, available_cores() // world.local_size))
+    trainer.use_group(world)
+    return trainer
 
 
 def _num(x):
@@ -573,11 +589,34 @@ def _resume(run: Path, corpus: Path | None, overrides: dict, lock: RunLock,
     opts.check()
     corpus = load_corpus(corpus or Path(ck.meta["corpus"]["path"]), cache_dir=run, vocab=Vocab(ck.meta["vocab"]),
                          expect_sha=ck.meta["corpus"]["sha256"], on_bytes=on_bytes)
-    cfg = ck.config
-    model = CharLM(cfg, params=ck.params)
+    return _trainer_from(run, ck, opts, corpus, lock, where=run / "latest.npz")
+
+
+def _trainer_from(run: Path, ck: ckpt_io.Checkpoint, opts: TrainOptions, corpus: Corpus, lock: RunLock | None,
+                  where: Path | str) -> Trainer:
+    model = CharLM(ck.config, params=ck.params)
     opt = make_optimizer(opts, model)
     try:
         opt.load_state(ck.optim)
     except ConfigError as e:
-        raise ckpt_io.CheckpointError(f"{run / 'latest.npz'}: {e}") from e
-    return Trainer(run, opts, corpus, model=model, optimizer=opt, meta_train=mt, state=ck.state, lock=lock)
+        raise ckpt_io.CheckpointError(f"{where}: {e}") from e
+    return Trainer(run, opts, corpus, model=model, optimizer=opt, meta_train=ck.meta.get("train", {}),
+                   state=ck.state, lock=lock)
+
+
+def blueprint(trainer: Trainer) -> dict:
+    """What an MPI rank needs to join rank 0's run: the run as a checkpoint (sent, never written)."""
+    ck = trainer.checkpoint(trainer.full_state())
+    return {"run_dir": str(trainer.run_dir), "params": dict(ck.params), "meta": ck.meta, "optim": ck.optim,
+            "state": ck.state}
+
+
+def follow(bp: dict) -> Trainer:
+    """An MPI rank other than 0: the same run as rank 0's, from its blueprint. It reads the corpus
+    from the same path on its own host (which must hold the same file) and writes nothing."""
+    ck = ckpt_io.Checkpoint(params=bp["params"], meta=bp["meta"], optim=bp["optim"], state=bp["state"])
+    known = {f.name for f in fields(TrainOptions)}
+    opts = TrainOptions(**{k: v for k, v in ck.meta["train"].items() if k in known})
+    c = ck.meta["corpus"]
+    corpus = load_corpus(Path(c["path"]), vocab=Vocab(ck.meta["vocab"]), expect_sha=c["sha256"])
+    return _trainer_from(Path(bp["run_dir"]), ck, opts, corpus, None, where="rank 0's run")

@@ -7,6 +7,7 @@ comparisons at the same count are exact (same code, same order, same machine).
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -225,3 +226,24 @@ def test_workers_end_by_themselves_when_the_main_process_is_killed(corpus, tmp_p
     # the run directory is free again and its checkpoint intact
     r = cli("train", "--resume", run, "--max-steps", str(meta(run)["train"]["step"] + 2), "--workers", "1")
     assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------------- MPI
+
+
+def test_mpiexec_two_ranks_compute_what_two_local_workers_do(corpus, tmp_path):
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install 'lstmgen[mpi]'); .ci/run installs it "
+                                         "when it can")
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    if not mpiexec.exists():
+        mpiexec = Path(shutil.which("mpiexec") or "mpiexec")
+    mpi, local = tmp_path / "mpi", tmp_path / "local"
+    r = subprocess.run([str(mpiexec), "-n", "2", sys.executable, "-m", "lstmgen", "train", str(corpus), "--out",
+                        str(mpi), *TINY, "--max-steps", "12"], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "2 workers (MPI ranks" in r.stderr
+    assert r.stderr.count("done (max-steps)") == 1  # rank 0 alone reports
+    train(corpus, local, "--max-steps", "12", "--workers", "2")
+    # two ranks add a + b whichever way round: the same numbers as the local workers
+    assert_close(weights(mpi), weights(local), 1e-12)
+    assert [(s, t) for s, t, _ in losses(mpi)] == [(s, t) for s, t, _ in losses(local)]
