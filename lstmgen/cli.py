@@ -336,10 +336,10 @@ def _train_loop(trainer, group, resumed: bool) -> None:
     from tqdm import tqdm
 
     cfg, o = trainer.model.cfg, trainer.opts
-    rows = f"{trainer.B // group.size}–{-(-trainer.B // group.size)}" if trainer.B % group.size else \
-        f"{trainer.B // group.size}"
-    workers = (f"{group.size} workers ({group.kind}, {rows} rows each, {get_threads() or '?'} BLAS thread"
-               f"{'s' if (get_threads() or 1) > 1 else ''} each)" if group.size > 1
+    n = group.workers
+    rows = f"{trainer.B // n}–{-(-trainer.B // n)}" if trainer.B % n else f"{trainer.B // n}"
+    workers = (f"{n} workers ({group.kind}, {rows} rows each, {get_threads() or '?'} BLAS thread"
+               f"{'s' if (get_threads() or 1) > 1 else ''} each)" if n > 1
                else f"1 worker ({get_threads() or '?'} BLAS threads)")
     err.print(
         f"{'resuming' if resumed else 'training'} on {escape(trainer.corpus_path.name)}: "

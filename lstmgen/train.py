@@ -23,7 +23,7 @@ from lstmgen.dropout import RowStreams
 from lstmgen.errors import ConfigError, CorpusError, DivergenceError, LstmgenError
 from lstmgen.model import CharLM, ModelConfig
 from lstmgen.optim import Optimizer, clip_grad_norm_, lr_at
-from lstmgen.parallel import SOLO, LocalGroup, available_cores, default_workers, row_block
+from lstmgen.parallel import SOLO, LocalGroup, available_cores, default_workers
 from lstmgen.rundir import RunLock, prepare_run_dir, remove_if_unused
 from lstmgen.text import BatchStream, Vocab, fit_batch, split, visible
 from lstmgen.threads import after_fork, set_threads
@@ -162,7 +162,7 @@ class Trainer:
     def use_group(self, group) -> None:
         """Run as one worker of ``group``: this worker's rows of every batch, its slice of the state."""
         full = self.full_state()  # (before the group changes: this worker holds all rows until now)
-        self.group, self.rows = group, row_block(self.B, group.size, group.rank)
+        self.group, self.rows = group, group.rows(self.B)
         self.masks = RowStreams(self.opts.seed, self.rows.start)  # dropout per global row
         self.state = [tuple(np.ascontiguousarray(a[:, self.rows]) for a in layer) for layer in full]
 
@@ -205,7 +205,7 @@ class Trainer:
         if len(self.val_ids) < 2:
             return None
         x, y = eval_rows(self.val_ids, streams=self.B, chunk=self.T)
-        block = row_block(x.shape[0], self.group.size, self.group.rank)
+        block = self.group.rows(x.shape[0])
         sums = sum_losses(self.model, x[block], y[block], chunk=self.T, should_stop=self._interrupted)
         if sums is None:
             return math.nan
@@ -239,7 +239,8 @@ class Trainer:
         if self.group.size == 1:
             return loss
         share = (self.rows.stop - self.rows.start) / self.B
-        self.flat_g *= self.flat_g.dtype.type(share)
+        if share:
+            self.flat_g *= self.flat_g.dtype.type(share)
         self.group.allreduce_(self.flat_g)
         total = np.array([loss * share])
         self.group.allreduce_(total)
@@ -269,7 +270,7 @@ class Trainer:
                 "step": self.step, "epoch": self.epoch, "batch": self.batch,
                 "effective_batch_size": self.B, "effective_seq_len": self.T,
                 "best_val_loss": self.best_val, "last_val_loss": self.last_val,
-                "bad_evals": self.bad_evals, "dropout_masks": "philox-per-row", "workers": self.group.size,
+                "bad_evals": self.bad_evals, "dropout_masks": "philox-per-row", "workers": self.group.workers,
                 "schedule_progress": self.time_progress() or self.progress0,
             },
             "corpus": {"name": self.corpus_path.name, "path": str(self.corpus_path.resolve()),
@@ -333,8 +334,12 @@ class Trainer:
                 self.state = self.model.zero_state(self.rows.stop - self.rows.start)
             x, y = self.stream.get(self.batch)  # (B, T) each; this worker's rows below
             masks = self.masks.at(self.step) if self.model.cfg.dropout > 0 else None
-            loss, _, new_state, _ = self.model.loss_and_grads(x[self.rows], y[self.rows], self.state, rng=masks,
-                                                              grads=self.grads)
+            if self.rows.stop > self.rows.start:
+                loss, _, new_state, _ = self.model.loss_and_grads(x[self.rows], y[self.rows], self.state,
+                                                                  rng=masks, grads=self.grads)
+            else:  # a coordinator with no rows adds nothing to the sums
+                loss, new_state = 0.0, self.state
+                self.flat_g.fill(0.0)
             loss = self._sum_gradients(loss)  # every worker now holds the whole batch's gradient
             why = divergence(loss, len(self.vocab), "training loss")
             norm = clip_grad_norm_(self.flat_g, opts.grad_clip) if why is None else math.nan
@@ -429,6 +434,9 @@ def divergence(loss: float, vocab_size: int, what: str = "loss") -> str | None:
 def start_workers(trainer: Trainer, threads: int | None = None, world=None):
     """Make this process rank 0 of the run's workers and return their group.
 
+    With N > 1 local workers this process coordinates: it forks N compute workers, reports,
+    writes and keeps its own copy of the parameters in step, but computes no rows.
+
     Under mpiexec (``world``, an MPIGroup) the ranks are the workers: rank 0 sends the others
     the run (``blueprint``); each uses ``threads`` BLAS threads (default: cores ÷ ranks on this host).
 
@@ -456,7 +464,7 @@ def start_workers(trainer: Trainer, threads: int | None = None, world=None):
         trainer.run()
         return 0
 
-    group = LocalGroup.start(n, trainer.collective_bytes(), worker)
+    group = LocalGroup.start(n + 1, trainer.collective_bytes(), worker)
     trainer.use_group(group)
     return group
 

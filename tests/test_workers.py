@@ -152,7 +152,7 @@ def wait_for_workers(p: subprocess.Popen, run: Path, n: int) -> list[int]:
     deadline = time.time() + 90
     while time.time() < deadline and p.poll() is None:
         kids = children(p.pid)
-        if len(kids) == n - 1 and (run / "metrics.jsonl").exists():
+        if len(kids) == n and (run / "metrics.jsonl").exists():  # n compute workers under the coordinator
             return kids
         time.sleep(0.1)
     p.kill()
