@@ -6,14 +6,27 @@ Text is read as UTF-8 with a leading BOM removed and newlines untranslated, ever
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from lstmgen.errors import CorpusError, VocabError
 
-REPO_CORPORA = Path(__file__).resolve().parents[1] / "corpora"
-DEFAULT_CORPUS = REPO_CORPORA / "default.txt"
+
+def bundled_corpus(name: str) -> Path:
+    """A corpus shipped with lstmgen (package ``lstmgen.corpora``, the checkout's ``corpora/``),
+    found wherever lstmgen is installed: a wheel, pipx, an editable checkout."""
+    try:
+        found = Path(str(resources.files("lstmgen.corpora") / name))
+        if found.is_file():
+            return found
+    except (ModuleNotFoundError, TypeError, OSError):
+        pass
+    return Path(__file__).resolve().parents[1] / "corpora" / name  # a bare checkout on sys.path
+
+
+DEFAULT_CORPUS = bundled_corpus("default.txt")
 
 
 def check_file(path: str | Path, what: str = "corpus") -> Path:
