@@ -274,8 +274,8 @@ def _build_trainer(corpus: Path | None, resume: Path | None, init_from: Path | N
             if not corpus.exists():
                 raise CorpusError(f"the bundled corpus is not at {corpus}; pass a text file")
         opts = TrainOptions(**{k: v for k, v in given.items() if v is not None})
-        if given["max_steps"] is not None and given["epochs"] is None:
-            opts.epochs = None  # an explicit step budget replaces the default epoch budget
+        if given["epochs"] is None and (given["max_steps"] is not None or given["max_time"] is not None):
+            opts.epochs = None  # a step or time budget given alone replaces the default epoch budget
         with reading:
             trainer = new_trainer(corpus, out_dir or default_run_dir(corpus), opts, init_from,
                                   on_bytes=reading.update)
@@ -289,6 +289,19 @@ def _stop_on_signals(trainer) -> dict:
         trainer.stop_request = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
 
     return {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _budget(o) -> str:
+    """The stopping budget in words: whichever of steps, epochs and time comes first."""
+    parts = []
+    if o.max_steps:
+        parts.append(f"{o.max_steps:,} steps")
+    if o.epochs:
+        parts.append(f"{o.epochs} epoch{'s' if o.epochs > 1 else ''}")
+    if o.max_time:
+        t = o.max_time
+        parts.append(f"{t / 3600:g}h" if t >= 3600 else f"{t / 60:g}m" if t >= 60 else f"{t:g}s")
+    return " or ".join(parts) + (" (whichever first)" if len(parts) > 1 else "") if parts else "none (until Ctrl-C)"
 
 
 def _follow(world, threads: int | None) -> None:
@@ -346,6 +359,7 @@ def _train_loop(trainer, group, resumed: bool) -> None:
         f"{trainer.n_chars:,} chars, vocab {len(trainer.vocab)} | {cfg.cell} {cfg.layers}×{cfg.hidden}, "
         f"embed {cfg.embed}, dropout {cfg.dropout:g}, {trainer.model.num_params:,} params, {cfg.dtype} | "
         f"batch {trainer.B}×{trainer.T}, {o.optimizer} lr {o.lr:g} ({o.lr_schedule}) | {workers} | "
+        f"budget: {_budget(o)} | "
         f"run dir {escape(str(trainer.run_dir))}"
     )
     total = trainer.total_steps

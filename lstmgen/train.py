@@ -30,6 +30,8 @@ from lstmgen.threads import after_fork, set_threads
 
 # options that define the model and its data: fixed for the life of a run
 MODEL_KEYS = ("cell", "layers", "hidden", "embed", "dropout", "dtype")
+# the stopping budget: whichever comes first; given anew (new run or resume), they replace the defaults
+BUDGETS = ("max_steps", "epochs", "max_time")
 
 
 @dataclass
@@ -587,6 +589,9 @@ def _resume(run: Path, corpus: Path | None, overrides: dict, lock: RunLock,
     known = {f.name for f in fields(TrainOptions)}
     opts = TrainOptions(**{k: v for k, v in mt.items() if k in known})
     fixed = set(MODEL_KEYS) | {"seq_len", "batch_size", "val_frac", "seed", "optimizer"}
+    if any(overrides.get(k) is not None for k in BUDGETS):  # a budget given anew replaces the recorded one
+        for k in BUDGETS:
+            setattr(opts, k, None)
     for k, v in overrides.items():
         if v is None:
             continue
