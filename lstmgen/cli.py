@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 
 from lstmgen import __version__, probe, view
 from lstmgen import checkpoint as ckpt_io
+from lstmgen.corpus import DEFAULT_GLOB
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.generate import check_options, generate
 from lstmgen.model import CELL_TYPES, CharLM
@@ -165,8 +166,11 @@ D = TrainOptions()  # the defaults, as the help shows them
 @app.command(epilog="Example: lstmgen train corpora/default.txt --max-time 5m --out runs/demo")
 @boundary
 def train(
-    corpus: Annotated[Path | None, typer.Argument(help="UTF-8 text file (default: the bundled corpus).",
-                                                  show_default=False)] = None,
+    corpus: Annotated[list[Path] | None, typer.Argument(
+        help="UTF-8 text files and/or directories, read in order as one text (default: the bundled corpus).",
+        show_default=False)] = None,
+    glob: Annotated[str | None, typer.Option(help="Which files of a CORPUS directory to read (recursively, sorted, "
+                                             "hidden ones skipped). (default *.txt)", rich_help_panel=P_DATA)] = None,
     cell: Annotated[str | None, typer.Option(help=f"Recurrent cell: {', '.join(CELL_TYPES)}. (default {D.cell})",
                                              rich_help_panel=P_MODEL)] = None,
     layers: Annotated[int | None, typer.Option(min=1, help=f"Stacked layers. (default {D.layers})",
@@ -229,7 +233,7 @@ def train(
     threads: Annotated[int | None, typer.Option(min=1, help="BLAS threads of each worker (default: cores ÷ "
                                                 "workers, at least 1).", show_default=False)] = None,
 ):
-    """Train a character-level model on a text file, on every core."""
+    """Train a character-level model on text files (or folders of them), on every core."""
     given = {
         "cell": cell, "layers": layers, "hidden": hidden, "embed": embed, "dropout": dropout, "dtype": dtype,
         "seq_len": seq_len, "batch_size": batch_size, "val_frac": val_frac, "optimizer": optimizer, "lr": lr,
@@ -245,7 +249,7 @@ def train(
         if world is not None and workers not in (None, world.size):
             raise ConfigError(f"--workers {workers} under mpiexec -n {world.size}: the MPI ranks are the "
                               "workers (leave --workers out, or make it equal)")
-        trainer = _build_trainer(corpus, resume, init_from, out_dir, given)
+        trainer = _build_trainer(corpus or None, glob, resume, init_from, out_dir, given)
     except BaseException as e:
         if world is not None:  # the other ranks end quietly with the same status; this one says why
             world.bcast(int(getattr(e, "exit_code", 1)))
@@ -253,8 +257,8 @@ def train(
     _run_training(trainer, resumed=resume is not None, threads=threads, world=world)
 
 
-def _build_trainer(corpus: Path | None, resume: Path | None, init_from: Path | None, out_dir: Path | None,
-                   given: dict):
+def _build_trainer(corpus: list[Path] | None, glob: str | None, resume: Path | None, init_from: Path | None,
+                   out_dir: Path | None, given: dict):
     _check_choice("--cell", given["cell"], CELL_TYPES)
     _check_choice("--optimizer", given["optimizer"], OPTIMIZERS)
     _check_choice("--lr-schedule", given["lr_schedule"], SCHEDULES)
@@ -267,18 +271,18 @@ def _build_trainer(corpus: Path | None, resume: Path | None, init_from: Path | N
         if init_from is not None:
             raise ConfigError("--resume and --init-from cannot be combined")
         with reading:
-            trainer = resume_trainer(resume, corpus, given, on_bytes=reading.update)
+            trainer = resume_trainer(resume, corpus, given, on_bytes=reading.update, glob=glob)
     else:
         if corpus is None:
-            corpus = DEFAULT_CORPUS
-            if not corpus.exists():
-                raise CorpusError(f"the bundled corpus is not at {corpus}; pass a text file")
+            corpus = [DEFAULT_CORPUS]
+            if not DEFAULT_CORPUS.exists():
+                raise CorpusError(f"the bundled corpus is not at {DEFAULT_CORPUS}; pass a text file")
         opts = TrainOptions(**{k: v for k, v in given.items() if v is not None})
         if given["epochs"] is None and (given["max_steps"] is not None or given["max_time"] is not None):
             opts.epochs = None  # a step or time budget given alone replaces the default epoch budget
         with reading:
-            trainer = new_trainer(corpus, out_dir or default_run_dir(corpus), opts, init_from,
-                                  on_bytes=reading.update)
+            trainer = new_trainer(corpus, out_dir or default_run_dir(corpus[0]), opts, init_from,
+                                  on_bytes=reading.update, glob=glob or DEFAULT_GLOB)
     return trainer
 
 

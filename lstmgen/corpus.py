@@ -1,6 +1,9 @@
 """A training corpus as encoded ids, with memory that does not grow with the file.
 
-The file is streamed twice in chunks, never held whole: pass 1 checks the UTF-8, counts the
+A corpus is one file, or several files and directories read in order as one text (a
+directory's files matching a glob, recursively, sorted, hidden ones skipped; with several files
+each file's text ends with a newline, one added where missing). The files are streamed twice
+in chunks, never held whole: pass 1 checks the UTF-8, counts the
 characters, collects the vocabulary and hashes the bytes; pass 2 encodes into the smallest
 unsigned integer type that holds the vocabulary (uint8 / uint16 / uint32). Large corpora are
 encoded into a ``.npy`` file beside the run, named by the corpus's sha256, and read from it a
@@ -14,6 +17,7 @@ lookup table over code points; all vectorised, so encoding runs at hundreds of M
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -30,13 +34,47 @@ MMAP_ABOVE = 1 << 25  # corpora above 32 MiB are encoded to a cache file and rea
 MAX_CODEPOINT = 0x10FFFF
 
 
+DEFAULT_GLOB = "*.txt"
+
+
 @dataclass
 class Corpus:
-    path: Path
-    sha256: str
+    path: Path  # the first input
+    sha256: str  # one file: of its bytes; several: over every file's name and sha256
     n_chars: int
     vocab: Vocab
     ids: np.ndarray | DiskIds  # (N,) unsigned ids, in memory or read from the cache file on demand
+    inputs: list[Path] | None = None  # as given, resolved
+    glob: str = DEFAULT_GLOB
+    files: list[dict] | None = None  # [{"path", "sha256", "chars"}] in reading order
+
+    def meta(self) -> dict:
+        """The checkpoint's ``corpus`` record."""
+        return {"name": self.path.name, "path": str(self.path.resolve()), "sha256": self.sha256,
+                "chars": self.n_chars, "inputs": [str(p) for p in self.inputs or [self.path.resolve()]],
+                "glob": self.glob, "files": self.files or []}
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def resolve_inputs(inputs: list[Path], glob: str = DEFAULT_GLOB) -> list[tuple[Path, str]]:
+    """The files to read, in order, each with the name it is hashed under: a file as given (its
+    name), then each directory's files matching ``glob`` (recursively, sorted, hidden files and
+    folders skipped; named by their path inside the directory)."""
+    files = []
+    for inp in inputs:
+        p = Path(inp)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob(glob) if f.is_file() and not _hidden(f.relative_to(p)))
+            if not found:
+                raise CorpusError(f"corpus directory {p} has no files matching {glob!r} (hidden files are skipped; "
+                                  "choose others with --glob)")
+            files += [(f, f.relative_to(p).as_posix()) for f in found]
+        else:
+            files.append((check_file(p, "corpus"), p.name))
+    return files
 
 
 class DiskIds:
@@ -124,33 +162,57 @@ def id_dtype(vocab_size: int) -> np.dtype:
     raise CorpusError("vocabulary too large")  # cannot happen: Unicode has fewer code points
 
 
-def scan(path: Path, what: str = "corpus",
-         on_bytes: Callable[[int], None] | None = None) -> tuple[str, int, str]:
-    """Pass 1: (the sorted vocabulary as one string, number of characters, sha256 of the bytes)."""
+def _texts(files: list[Path], newline_ends: bool, what: str, on_bytes, per_file: Callable | None = None):
+    """Yield (text, raw bytes) chunks of the files in order; with ``newline_ends`` a file whose
+    text does not end with a newline gets one. ``per_file(path, sha256, chars)`` after each file."""
+    for path in files:
+        h, n, last = hashlib.sha256(), 0, ""
+        for text, raw in _chunks(path, what, on_bytes):
+            h.update(raw)
+            if text:
+                n, last = n + len(text), text[-1]
+                yield text, raw
+        if newline_ends and n and last != "\n":
+            n += 1
+            yield "\n", b""
+        if per_file is not None:
+            per_file(path, h.hexdigest(), n)
+
+
+def scan(files: Path | list[Path], what: str = "corpus", on_bytes: Callable[[int], None] | None = None,
+         newline_ends: bool = False, names: list[str] | None = None) -> tuple[str, int, str, list[dict]]:
+    """Pass 1: (the sorted vocabulary as one string, number of characters, sha256, per-file records).
+
+    One file: the sha256 of its bytes. Several: of every file's name and sha256, in order."""
+    files = [files] if isinstance(files, Path) else list(files)
     seen = np.zeros(MAX_CODEPOINT + 1, dtype=bool)
-    h = hashlib.sha256()
+    whole = hashlib.sha256()
+    records: list[dict] = []
     n = 0
-    for text, raw in _chunks(path, what, on_bytes):
-        h.update(raw)
-        if text:
-            cp = _codepoints(text)
-            seen[cp] = True
-            n += len(cp)
+    for text, raw in _texts(files, newline_ends, what, on_bytes,
+                            lambda p, sha, k: records.append({"path": str(p.resolve()), "sha256": sha, "chars": k})):
+        if len(files) == 1:
+            whole.update(raw)
+        cp = _codepoints(text)
+        seen[cp] = True
+        n += len(cp)
+    if len(files) > 1:
+        for name, r in zip(names or [p.name for p in files], records):
+            whole.update(f"{name}\0{r['sha256']}\n".encode())
     chars = "".join(map(chr, np.flatnonzero(seen)))
-    return chars, n, h.hexdigest()
+    return chars, n, whole.hexdigest(), records
 
 
-def encode_file(path: Path, vocab: Vocab, n_chars: int, out, what: str = "corpus",
-                on_bytes: Callable[[int], None] | None = None) -> None:
+def encode_file(path: Path | list[Path], vocab: Vocab, n_chars: int, out, what: str = "corpus",
+                on_bytes: Callable[[int], None] | None = None, newline_ends: bool = False) -> None:
     """Pass 2: the ids of every character into ``out``: an (N,) array, or a binary file object to
     append them to; unknown characters are named."""
+    files = [path] if isinstance(path, Path) else list(path)
     dt = id_dtype(len(vocab))
     lut = np.full(MAX_CODEPOINT + 1, -1, dtype=np.int32)
     lut[[ord(c) for c in vocab.chars]] = np.arange(len(vocab))
     pos = 0
-    for text, _ in _chunks(path, what, on_bytes):
-        if not text:
-            continue
+    for text, _ in _texts(files, newline_ends, what, on_bytes):
         ids = lut[_codepoints(text)]
         if ids.min() < 0:
             vocab.encode(text, what)  # raises, naming the characters
@@ -160,36 +222,66 @@ def encode_file(path: Path, vocab: Vocab, n_chars: int, out, what: str = "corpus
             out.write(ids.astype(dt).tobytes())
         pos += len(ids)
     if pos != n_chars:
-        raise CorpusError(f"{what} file {path} changed while it was read")
+        raise CorpusError(f"{what} file {files[0] if len(files) == 1 else ''} changed while it was read")
 
 
-def load_corpus(path: Path, cache_dir: Path | None = None, vocab: Vocab | None = None,
+def _compare_files(found: list[Path], expect: list[dict]) -> None:
+    """Refuse a file added, removed or (by sha256, checked after scanning) changed since the run began."""
+    now = [str(p.resolve()) for p in found]
+    before = [r["path"] for r in expect]
+    for p in before:
+        if p not in now:
+            raise CorpusError(f"corpus file {p} was removed since the run started")
+    for p in now:
+        if p not in before:
+            raise CorpusError(f"corpus file {p} was added since the run started (pass the corpus explicitly "
+                              "to train on what is there now)")
+
+
+def load_corpus(path: Path | list[Path], cache_dir: Path | None = None, vocab: Vocab | None = None,
                 expect_sha: str | None = None, on_bytes: Callable[[int], None] | None = None,
-                vocab_what: str = "corpus") -> Corpus:
-    """Scan and encode a corpus. ``vocab`` fixes the vocabulary (fine-tuning, resuming);
-    ``expect_sha`` refuses a changed file; ``cache_dir`` receives the encoded ids of corpora
-    above 32 MiB (reused when present), which are then read from disk batch by batch."""
-    path = check_file(path, "corpus")
-    chars, n, sha = scan(path, "corpus", on_bytes)
+                vocab_what: str = "corpus", glob: str = DEFAULT_GLOB,
+                expect_files: list[dict] | None = None) -> Corpus:
+    """Scan and encode a corpus: one file, or several files and directories (``glob`` picks a
+    directory's files). ``vocab`` fixes the vocabulary (fine-tuning, resuming); ``expect_sha``
+    refuses a changed corpus, ``expect_files`` names the file that changed, came or went;
+    ``cache_dir`` receives the encoded ids of corpora above 32 MiB (reused when present),
+    which are then read from disk batch by batch."""
+    inputs = [Path(path)] if isinstance(path, str | Path) else [Path(p) for p in path]
+    found = resolve_inputs(inputs, glob)
+    files, names = [f for f, _ in found], [name for _, name in found]
+    several = len(files) > 1 or inputs[0].is_dir()
+    if expect_files:
+        _compare_files(files, expect_files)
+    chars, n, sha, records = scan(files, "corpus", on_bytes, newline_ends=several, names=names)
+    if expect_files:
+        for r, e in zip(records, expect_files):
+            if r["sha256"] != e["sha256"]:
+                raise CorpusError(f"corpus file {r['path']} has changed since the run started (sha256 differs)")
     if expect_sha is not None and sha != expect_sha:
-        raise CorpusError(f"corpus {path} has changed since the run started (sha256 differs)")
+        what = inputs[0] if len(inputs) == 1 else "(" + ", ".join(map(str, inputs)) + ")"
+        raise CorpusError(f"corpus {what} has changed since the run started (sha256 differs)")
     if n == 0:
-        raise CorpusError(f"corpus file is empty: {path}")
+        raise CorpusError(f"corpus file is empty: {inputs[0]}" if not several
+                          else f"the corpus files hold no text: {', '.join(map(str, inputs))}")
+    path = files[0] if not inputs[0].is_dir() else inputs[0]
+    extra = {"inputs": [p.resolve() for p in inputs], "glob": glob, "files": records}
+    encode = functools.partial(encode_file, files, newline_ends=several, on_bytes=on_bytes)
     if vocab is None:
         vocab = Vocab(chars)
     elif not set(chars) <= set(vocab.chars):
         vocab.encode(chars, vocab_what)  # raises, naming the characters the model does not know
     dt = id_dtype(len(vocab))
-    if cache_dir is None or path.stat().st_size <= MMAP_ABOVE:
+    if cache_dir is None or sum(f.stat().st_size for f in files) <= MMAP_ABOVE:
         ids = np.empty(n, dtype=dt)
-        encode_file(path, vocab, n, ids, on_bytes=on_bytes)
-        return Corpus(path, sha, n, vocab, ids)
+        encode(vocab, n, ids)
+        return Corpus(path, sha, n, vocab, ids, **extra)
     cache = Path(cache_dir) / f"ids-{sha[:16]}-v{len(vocab)}.npy"
     if cache.exists():
         try:
             ids = DiskIds(cache)
             if ids.shape == (n,) and ids.dtype == dt:
-                return Corpus(path, sha, n, vocab, ids)
+                return Corpus(path, sha, n, vocab, ids, **extra)
         except (OSError, ValueError):
             pass
     tmp = cache.with_name(f".{cache.name}.tmp")
@@ -197,7 +289,7 @@ def load_corpus(path: Path, cache_dir: Path | None = None, vocab: Vocab | None =
         with open(tmp, "wb") as f:
             np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(dt),
                                                      "fortran_order": False, "shape": (n,)})
-            encode_file(path, vocab, n, f, on_bytes=on_bytes)
+            encode(vocab, n, f)
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(cache)
@@ -207,4 +299,4 @@ def load_corpus(path: Path, cache_dir: Path | None = None, vocab: Vocab | None =
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return Corpus(path, sha, n, vocab, DiskIds(cache))
+    return Corpus(path, sha, n, vocab, DiskIds(cache), **extra)

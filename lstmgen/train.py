@@ -18,7 +18,7 @@ import numpy as np
 
 from lstmgen import __version__
 from lstmgen import checkpoint as ckpt_io
-from lstmgen.corpus import Corpus, load_corpus
+from lstmgen.corpus import DEFAULT_GLOB, Corpus, load_corpus
 from lstmgen.dropout import RowStreams
 from lstmgen.errors import ConfigError, CorpusError, DivergenceError, LstmgenError
 from lstmgen.model import CharLM, ModelConfig
@@ -137,7 +137,7 @@ class Trainer:
                  meta_train: dict | None = None, state=None, lock: RunLock | None = None):
         self.run_dir, self.opts, self.lock = run_dir, opts, lock
         self.corpus_path, self.vocab, self.model, self.opt = corpus.path, corpus.vocab, model, optimizer
-        self.corpus_sha, self.n_chars = corpus.sha256, corpus.n_chars
+        self.corpus_meta, self.n_chars = corpus.meta(), corpus.n_chars
         train_ids, self.val_ids = split(corpus.ids, opts.val_frac)
         B, T, self.warnings = fit_batch(len(train_ids), opts.batch_size, opts.seq_len)
         self.B, self.T = B, T
@@ -275,8 +275,7 @@ class Trainer:
                 "bad_evals": self.bad_evals, "dropout_masks": "philox-per-row", "workers": self.group.workers,
                 "schedule_progress": self.time_progress() or self.progress0,
             },
-            "corpus": {"name": self.corpus_path.name, "path": str(self.corpus_path.resolve()),
-                       "sha256": self.corpus_sha, "chars": self.n_chars},
+            "corpus": self.corpus_meta,
         }
 
     def checkpoint(self, state=None) -> ckpt_io.Checkpoint:
@@ -527,8 +526,8 @@ def evaluate_ids(model: CharLM, ids: np.ndarray, streams: int = 1, chunk: int = 
 # ---------------------------------------------------------------------- building runs
 
 
-def new_trainer(corpus_path: Path, out: Path, opts: TrainOptions, init_from: Path | None = None,
-                on_bytes: Callable[[int], None] | None = None) -> Trainer:
+def new_trainer(corpus_path: Path | list[Path], out: Path, opts: TrainOptions, init_from: Path | None = None,
+                on_bytes: Callable[[int], None] | None = None, glob: str = DEFAULT_GLOB) -> Trainer:
     """A new run in ``out`` (created and locked; removed again if setting up fails)."""
     opts.check()
     init = ckpt_io.load(init_from) if init_from is not None else None
@@ -536,10 +535,10 @@ def new_trainer(corpus_path: Path, out: Path, opts: TrainOptions, init_from: Pat
     lock = prepare_run_dir(out)
     try:
         vocab = Vocab(init.meta["vocab"]) if init is not None else None
-        corpus = load_corpus(corpus_path, cache_dir=out, vocab=vocab, on_bytes=on_bytes,
+        corpus = load_corpus(corpus_path, cache_dir=out, vocab=vocab, on_bytes=on_bytes, glob=glob,
                              vocab_what="corpus (for --init-from, the corpus must use the checkpoint's vocabulary)")
         if len(corpus.vocab) < 2:
-            raise CorpusError(f"corpus {corpus_path} holds only one distinct character "
+            raise CorpusError(f"corpus {corpus.path} holds only one distinct character "
                               f"({visible(corpus.vocab.chars[0])}); there is nothing to learn")
         if init is not None:
             for k in ("cell", "layers", "hidden", "embed"):
@@ -569,21 +568,21 @@ def make_optimizer(opts: TrainOptions, model: CharLM) -> Optimizer:
                      decay_mask=mask)
 
 
-def resume_trainer(run: Path, corpus: Path | None, overrides: dict,
-                   on_bytes: Callable[[int], None] | None = None) -> Trainer:
+def resume_trainer(run: Path, corpus: list[Path] | None, overrides: dict,
+                   on_bytes: Callable[[int], None] | None = None, glob: str | None = None) -> Trainer:
     """Continue a run exactly: the run fixes model and data; stopping, cadences and lr may change."""
     if not run.is_dir() or not (run / "latest.npz").exists():
         raise ConfigError(f"--resume {run}: not a run directory (no latest.npz)")
     lock = RunLock(run).acquire()
     try:
-        return _resume(run, corpus, overrides, lock, on_bytes)
+        return _resume(run, corpus, overrides, lock, on_bytes, glob)
     except BaseException:
         lock.release()
         raise
 
 
-def _resume(run: Path, corpus: Path | None, overrides: dict, lock: RunLock,
-            on_bytes: Callable[[int], None] | None) -> Trainer:
+def _resume(run: Path, corpus: list[Path] | None, overrides: dict, lock: RunLock,
+            on_bytes: Callable[[int], None] | None, glob: str | None = None) -> Trainer:
     ck = ckpt_io.load(run / "latest.npz")
     mt = ck.meta.get("train", {})
     known = {f.name for f in fields(TrainOptions)}
@@ -600,8 +599,7 @@ def _resume(run: Path, corpus: Path | None, overrides: dict, lock: RunLock,
                               f"(the run uses {getattr(opts, k)})")
         setattr(opts, k, v)
     opts.check()
-    corpus = load_corpus(corpus or Path(ck.meta["corpus"]["path"]), cache_dir=run, vocab=Vocab(ck.meta["vocab"]),
-                         expect_sha=ck.meta["corpus"]["sha256"], on_bytes=on_bytes)
+    corpus = read_run_corpus(ck.meta, corpus, glob, cache_dir=run, on_bytes=on_bytes)
     return _trainer_from(run, ck, opts, corpus, lock, where=run / "latest.npz")
 
 
@@ -617,6 +615,19 @@ def _trainer_from(run: Path, ck: ckpt_io.Checkpoint, opts: TrainOptions, corpus:
                    state=ck.state, lock=lock)
 
 
+def read_run_corpus(meta: dict, given: list[Path] | None = None, glob: str | None = None,
+                    cache_dir: Path | None = None, on_bytes: Callable[[int], None] | None = None) -> Corpus:
+    """A run's corpus again: the inputs given now (their sha256 must match), else the recorded
+    inputs with the recorded glob, refusing a file changed, added or removed (named)."""
+    c = meta["corpus"]
+    if given:
+        return load_corpus(given, cache_dir=cache_dir, vocab=Vocab(meta["vocab"]), expect_sha=c["sha256"],
+                           on_bytes=on_bytes, glob=glob or c.get("glob", DEFAULT_GLOB))
+    inputs = [Path(p) for p in c.get("inputs") or [c["path"]]]
+    return load_corpus(inputs, cache_dir=cache_dir, vocab=Vocab(meta["vocab"]), expect_sha=c["sha256"],
+                       on_bytes=on_bytes, glob=c.get("glob", DEFAULT_GLOB), expect_files=c.get("files") or None)
+
+
 def blueprint(trainer: Trainer) -> dict:
     """What an MPI rank needs to join rank 0's run: the run as a checkpoint (sent, never written)."""
     ck = trainer.checkpoint(trainer.full_state())
@@ -630,6 +641,5 @@ def follow(bp: dict) -> Trainer:
     ck = ckpt_io.Checkpoint(params=bp["params"], meta=bp["meta"], optim=bp["optim"], state=bp["state"])
     known = {f.name for f in fields(TrainOptions)}
     opts = TrainOptions(**{k: v for k, v in ck.meta["train"].items() if k in known})
-    c = ck.meta["corpus"]
-    corpus = load_corpus(Path(c["path"]), vocab=Vocab(ck.meta["vocab"]), expect_sha=c["sha256"])
+    corpus = read_run_corpus(ck.meta)
     return _trainer_from(Path(bp["run_dir"]), ck, opts, corpus, None, where="rank 0's run")

@@ -153,7 +153,7 @@ def test_out_never_overwrites_a_run(corpus, tmp_path):
         (["train", "{missing}"], 1, "not found"),
         (["train", "{empty}"], 1, "empty"),
         (["train", "{binary}"], 1, "offset 3"),
-        (["train", "{dir}"], 1, "directory"),
+        (["train", "{dir}"], 1, "bin.txt is not valid UTF-8"),  # a directory: its *.txt files
         (["train", "{corpus}", "--dropout", "1.5"], 2, "dropout"),
         (["train", "{corpus}", "--hidden", "0"], 2, "hidden"),
         (["train", "{corpus}", "--cell", "transformer"], 2, "transformer"),

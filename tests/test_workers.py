@@ -148,11 +148,11 @@ def alive(pid: int) -> bool:
 
 
 def wait_for_workers(p: subprocess.Popen, run: Path, n: int) -> list[int]:
-    """The worker pids once training is under way (the first metrics written)."""
+    """The worker pids once training is under way (the first checkpoint written)."""
     deadline = time.time() + 90
     while time.time() < deadline and p.poll() is None:
         kids = children(p.pid)
-        if len(kids) == n and (run / "metrics.jsonl").exists():  # n compute workers under the coordinator
+        if len(kids) == n and (run / "latest.npz").exists():  # n compute workers under the coordinator
             return kids
         time.sleep(0.1)
     p.kill()
