@@ -8,6 +8,7 @@ distribution is peaked like a trained model's (the mean top-1 probability is pri
 "filter cost" column is lstmgen's slowdown against its own temperature-1 row.
 
     python benchmarks/bench_sample.py --configs a b --blocks 5 --chars 2000
+    python benchmarks/bench_sample.py --batch 32       # N samples as one batch against batch 1
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lstmgen.generate import generate  # noqa: E402
+from lstmgen.generate import generate, generate_many  # noqa: E402
 from lstmgen.model import CharLM, ModelConfig  # noqa: E402
 from lstmgen.text import Vocab  # noqa: E402
 
-CONFIGS = {"a": ("lstm", 1, 128, 64), "b": ("lstm", 2, 256, 64)}
+CONFIGS = {"default": ("lstm", 1, 384, 64), "a": ("lstm", 1, 128, 64), "b": ("lstm", 2, 256, 64)}
 VOCAB = Vocab("".join(chr(c) for c in range(32, 32 + 64)) + "\n")  # 65 characters
 
 
@@ -37,6 +38,36 @@ def ours_block(model, n, **kw):
     for _ in generate(model, VOCAB, n, prime="A", rng=rng, **kw):
         pass
     return n / (time.perf_counter() - t0)
+
+
+def many_block(model, n, rows, **kw):
+    """Total chars/s of ``rows`` samples of n characters generated as one batch."""
+    t0 = time.perf_counter()
+    for _ in generate_many(model, VOCAB, n, rows, prime="A", seed=0, **kw):
+        pass
+    return n * rows / (time.perf_counter() - t0)
+
+
+def batch_main(args):
+    """--batch N: N samples as one batch (``lstmgen sample --num-samples N``) against batch 1."""
+    print(f"numpy {np.__version__}, {args.blocks} blocks × {args.chars} chars per sample, {args.batch} samples")
+    print(f"{'config':7} {'variant':28} {'batch 1 c/s':>12} {f'batch {args.batch} c/s':>13} {'gain':>6}")
+    for name in args.configs:
+        cell, L, H, E = CONFIGS[name]
+        model = CharLM(ModelConfig(vocab_size=len(VOCAB), cell=cell, layers=L, hidden=H, embed=E))
+        model.params["decoder.weight"] *= args.sharpen
+        model.params["decoder.bias"] *= args.sharpen
+        for label, kw in {"temperature 1": {}, "temperature 0.8, top-k 10": {"temperature": 0.8, "top_k": 10},
+                          "greedy": {"temperature": 0.0}}.items():
+            ours_block(model, 100, **kw)
+            many_block(model, 20, args.batch, **kw)
+            one, many = [], []
+            for _ in range(args.blocks):
+                one.append(ours_block(model, args.chars, **kw))
+                many.append(many_block(model, args.chars // 4, args.batch, **kw))
+            gain = statistics.median(m / o for m, o in zip(many, one))
+            print(f"{name:7} {label:28} {statistics.median(one):12.0f} {statistics.median(many):13.0f} "
+                  f"{gain:6.1f}", flush=True)
 
 
 def torch_block(torch, mods, n, temperature=1.0):
@@ -54,12 +85,18 @@ def torch_block(torch, mods, n, temperature=1.0):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--configs", nargs="+", default=["a", "b"], choices=list(CONFIGS))
     ap.add_argument("--blocks", type=int, default=5)
     ap.add_argument("--chars", type=int, default=2000)
     ap.add_argument("--sharpen", type=float, default=60.0, help="decoder scale (1: untrained, flat; 60: top-1 ≈ 0.8)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
+    ap.add_argument("--batch", type=int, default=None, help="compare N samples as one batch with batch 1")
     args = ap.parse_args()
+    if args.batch:
+        from lstmgen.threads import set_threads
+
+        set_threads(args.threads)
+        return batch_main(args)
     try:
         import torch
 

@@ -25,7 +25,7 @@ from lstmgen import __version__, probe, view
 from lstmgen import checkpoint as ckpt_io
 from lstmgen.corpus import DEFAULT_GLOB
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
-from lstmgen.generate import check_options, generate
+from lstmgen.generate import check_options, generate, generate_many
 from lstmgen.model import CELL_TYPES, CharLM
 from lstmgen.optim import OPTIMIZERS, SCHEDULES
 from lstmgen.parallel import WorkerLost, mpi_world
@@ -423,8 +423,10 @@ def sample(
                                                 "of characters with this much probability.")] = None,
     prime: Annotated[str, typer.Option(help="Text to start from; printed first.")] = "",
     seed: Annotated[int | None, typer.Option(help="Random seed: same seed, same output.")] = None,
-    num_samples: Annotated[int, typer.Option(min=1, help="How many samples; they are separated by an "
-                                             "empty line.")] = 1,
+    num_samples: Annotated[int, typer.Option(min=1, help="How many samples, generated together as one batch "
+                                             "(each with its own random stream and --stop); the first streams "
+                                             "as it is generated, the others follow, each after an empty "
+                                             "line.")] = 1,
     stop: Annotated[str | None, typer.Option(help="End a sample right after this string is generated.")] = None,
     threads: Threads = None,
 ):
@@ -439,19 +441,27 @@ def sample(
         raise ConfigError("--top-p must be greater than 0")
     model, vocab, _ = _load_model(ckpt)
     vocab.encode(prime, "prime text")  # unknown characters: an error naming them, before any output
-    rng = np.random.default_rng(seed)
     tty = sys.stdout.isatty()
     w = sys.stdout
-    for n in range(num_samples):
-        if n > 0:
-            w.write("\n\n")
-        w.write(prime)
-        for i, ch in enumerate(generate(model, vocab, length, prime=prime, temperature=temperature,
-                                        top_k=top_k, top_p=top_p, rng=rng, stop=stop)):
-            w.write(ch)
+    if num_samples == 1:
+        steps = ([ch] for ch in generate(model, vocab, length, prime=prime, temperature=temperature, top_k=top_k,
+                                         top_p=top_p, rng=np.random.default_rng(seed), stop=stop))
+    else:  # all samples as one batch; the first streams, the others are printed when it is done
+        steps = generate_many(model, vocab, length, num_samples, prime=prime, temperature=temperature,
+                              top_k=top_k, top_p=top_p, seed=seed, stop=stop)
+    rest = [[] for _ in range(num_samples - 1)]
+    w.write(prime)
+    for i, chars in enumerate(steps):
+        if chars[0] is not None:
+            w.write(chars[0])
             if tty or i % 64 == 63:
                 w.flush()
-        w.flush()
+        for buf, ch in zip(rest, chars[1:]):
+            if ch is not None:
+                buf.append(ch)
+    for buf in rest:
+        w.write("\n\n" + prime + "".join(buf))
+    w.flush()
     if tty:
         w.write("\n")
         w.flush()

@@ -132,3 +132,95 @@ def generate(model: CharLM, vocab: Vocab, length: int, *, prime: str = "", tempe
             tail = (tail + ch)[-len(stop):]
             if tail == stop:
                 return
+
+
+class BatchSampler:
+    """One character id per row per call from logits (n, V), all rows at once, each row drawing its
+    noise from its own generator: greedy at temperature 0, else Gumbel-max over the kept set.
+
+    top-k keeps each row's K largest logits (ties with the K-th kept too), top-p the smallest set
+    of likeliest characters whose probability reaches P; argmax(z / T + g) over the kept set is an
+    exact draw from the renormalised truncated softmax. The noise is drawn per row in blocks (the
+    same numbers ``Sampler`` would draw from that generator).
+    """
+
+    def __init__(self, rngs: list[np.random.Generator], vocab_size: int, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None):
+        check_options(temperature, top_k, top_p)
+        self.rngs, self.V, self.temperature = rngs, vocab_size, temperature
+        self.top_k = top_k if top_k is not None and top_k < vocab_size else None
+        self.top_p = top_p if top_p is not None and top_p < 1.0 else None
+        self.block = int(min(1024, max(16, (1 << 22) // (len(rngs) * vocab_size))))  # ≤ 32 MB of noise
+        self._noise = np.empty((len(rngs), 0, vocab_size))
+        self._k = 0
+        self._rows = np.arange(len(rngs))
+
+    def _gumbel(self) -> np.ndarray:
+        if self._k == self._noise.shape[1]:
+            self._noise = np.empty((len(self.rngs), self.block, self.V))
+            for r, rng in enumerate(self.rngs):
+                u = rng.random((self.block, self.V))
+                self._noise[r] = -np.log(-np.log(np.maximum(u, 1e-300)))
+            self._k = 0
+        g = self._noise[:, self._k]
+        self._k += 1
+        return g  # (n, V)
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        if self.temperature == 0:
+            return np.argmax(logits, axis=1)
+        z = logits * (1.0 / self.temperature)  # (n, V) float64
+        drop = None
+        if self.top_k is not None:  # below each row's K-th largest logit
+            kth = np.partition(z, self.V - self.top_k, axis=1)[:, self.V - self.top_k, None]
+            drop = z < kth
+        if self.top_p is not None:  # below the last character needed to reach P
+            zs = -np.sort(-z, axis=1)
+            e = np.exp(zs - zs[:, :1])
+            cum = np.cumsum(e, axis=1)
+            n_keep = np.count_nonzero(cum - e < self.top_p * cum[:, -1:], axis=1)
+            cut = z < zs[self._rows, n_keep - 1][:, None]
+            drop = cut if drop is None else drop | cut
+        z += self._gumbel()
+        if drop is not None:
+            z[drop] = -np.inf
+        return np.argmax(z, axis=1)
+
+
+def generate_many(model: CharLM, vocab: Vocab, length: int, n: int, *, prime: str = "", temperature: float = 1.0,
+                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                  stop: str | None = None) -> Iterator[list[str | None]]:
+    """``n`` samples generated together as one batch: per step, a list of n characters (None for
+    a row that has already stopped), until every row has ``length`` characters or has stopped.
+
+    Each row has its own stream of random numbers (row 0 ``default_rng(seed)``, the others
+    children of ``SeedSequence(seed)``), so the same seed gives the same samples; every row
+    is primed with the same text and ends by itself at ``stop``. One batched step of the
+    model per character position, and one vectorised draw for all rows (``BatchSampler``).
+    """
+    ids = vocab.encode(prime, "prime text") if prime else None
+    rngs = [np.random.default_rng(seed)] + [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n - 1)]
+    sampler = BatchSampler(rngs, len(vocab), temperature, top_k, top_p)
+    stepper = model.stepper(n)
+    if ids is None or len(ids) == 0:
+        ids = np.array([vocab.index.get("\n", 0)])
+    for i in ids[:-1]:
+        stepper.step(np.full(n, i))
+    nxt = np.full(n, ids[-1])
+    chars = vocab.chars
+    tails = [""] * n
+    live = np.ones(n, dtype=bool)
+    for _ in range(length):
+        nxt = sampler(stepper.step(nxt))  # (n,) ids from (n, V) logits
+        if not stop:
+            yield [chars[i] for i in nxt]
+            continue
+        out: list[str | None] = [None] * n
+        for r in np.flatnonzero(live):
+            ch = out[r] = chars[nxt[r]]
+            tails[r] = (tails[r] + ch)[-len(stop):]
+            if tails[r] == stop:
+                live[r] = False
+        yield out
+        if not live.any():
+            return
