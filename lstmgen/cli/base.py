@@ -1,0 +1,165 @@
+"""The CLI's shared pieces: the Typer app, the one error boundary, consoles, option helpers."""
+
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from lstmgen import __version__
+from lstmgen import checkpoint as ckpt_io
+from lstmgen.errors import LstmgenError
+from lstmgen.model import CharLM
+from lstmgen.text import Vocab
+from lstmgen.threads import set_threads
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (bad option values, missing arguments) as one line on stderr, exit 2."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except Exception as e:  # Click's exceptions (vendored by newer Typer): duck-typed
+            if type(e).__name__ == "Abort":
+                err.print("[bold red]interrupted[/]")
+                sys.exit(130)
+            if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
+                raise
+            ctx, msg = getattr(e, "ctx", None), e.format_message()
+            if msg:  # (no arguments at all: the help was shown, nothing to add)
+                value = _given_value(getattr(e, "param", None), kwargs.get("args", args[0] if args else None))
+                if value is not None:
+                    msg = msg.replace(":", f" (got {value!r}):", 1)
+                where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+                err.print(f"[bold red]error:[/] {escape(msg)}{escape(where)}")
+            sys.exit(e.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _given_value(param, argv) -> str | None:
+    """What the user typed for an option that failed validation (to name it in the error)."""
+    opts = getattr(param, "opts", None)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not opts:
+        return None
+    for n, tok in enumerate(argv):
+        for o in opts:
+            if tok == o and n + 1 < len(argv):
+                return argv[n + 1]
+            if tok.startswith(o + "="):
+                return tok[len(o) + 1 :]
+    return None
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+    help="Character-level recurrent language models (LSTM, GRU, RNN, peephole, CIFG) in NumPy.",
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False)
+LN2 = math.log(2)
+
+
+def boundary(fn):
+    """Turn lstmgen's errors (and Ctrl-C outside training) into one red line and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite results are checked
+                return fn(*args, **kwargs)
+        except LstmgenError as e:
+            if os.environ.get("LSTMGEN_DEBUG") == "1":
+                raise
+            err.print(f"[bold red]error:[/] {escape(str(e))}")
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[bold red]interrupted[/]")
+            raise typer.Exit(130) from None
+        except BrokenPipeError:  # `lstmgen sample ... | head`: the reader left; not an error
+            try:
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+            except OSError:
+                pass
+            raise typer.Exit(0) from None
+
+    return wrapper
+
+
+def _version(value: bool):
+    if value:
+        print(f"lstmgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+):
+    """Train on any UTF-8 text file, then sample, evaluate and inspect the model."""
+
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+
+
+def parse_duration(text: str | None) -> float | None:
+    """'90s', '10m', '1h', '1h30m', '45' (seconds) → seconds."""
+    if text is None:
+        return None
+    m = _DURATION.match(text)
+    if not text.strip() or not m or not any(m.groups()):
+        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 10m or 1h", param_hint="--max-time")
+    h, mnt, s = (float(g) if g else 0.0 for g in m.groups())
+    total = h * 3600 + mnt * 60 + s
+    if total <= 0:
+        raise typer.BadParameter(f"{text!r} must be longer than zero", param_hint="--max-time")
+    return total
+
+
+P_MODEL = "Model (fixed for the life of a run)"
+P_OPT = "Optimisation"
+P_DATA = "Data"
+P_RUN = "Stopping and reporting"
+
+Threads = Annotated[int | None, typer.Option(min=1, help="BLAS threads (default: OPENBLAS_NUM_THREADS / "
+                                             "OMP_NUM_THREADS, else all cores).", show_default=False)]
+
+
+def use_threads(n: int | None) -> None:
+    if n is not None and not set_threads(n):
+        err.print("[yellow]warning:[/] could not set the BLAS thread count here; set OPENBLAS_NUM_THREADS "
+                  "(or OMP_NUM_THREADS) before starting lstmgen")
+
+
+def check_choice(flag: str, value: str | None, choices) -> None:
+    if value is not None and value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=flag)
+
+
+def load_model(path: Path) -> tuple[CharLM, Vocab, ckpt_io.Checkpoint]:
+    ck = ckpt_io.load(path)
+    return CharLM(ck.config, params=ck.params), Vocab(ck.meta["vocab"]), ck
+
+
+def main() -> None:
+    app()
+

@@ -1,0 +1,249 @@
+"""lstmgen inspect: gate tables, heat maps, saturation, probes and exports of a model's trace."""
+
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from lstmgen import probe, view
+from lstmgen.cli.base import (
+    Threads,
+    app,
+    boundary,
+    err,
+    load_model,
+    use_threads,
+)
+from lstmgen.errors import ConfigError, CorpusError, LstmgenError
+from lstmgen.text import read_text
+
+P_TEXT = "Text"
+P_SHOW = "What to show"
+P_OUT = "Files and machine output"
+
+
+def _int_list(flag: str, text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of unit numbers", param_hint=flag) from None
+    if not values:
+        raise typer.BadParameter("give at least one unit", param_hint=flag)
+    return values
+
+
+@app.command(epilog="Example: lstmgen inspect runs/default --text 'She said \"yes\" (twice).' --top-units 3")
+@boundary
+def inspect(
+    ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")],
+    text: Annotated[str | None, typer.Option(help="The text to run the model over.", rich_help_panel=P_TEXT)] = None,
+    file: Annotated[Path | None, typer.Option(help="Read the text from this UTF-8 file.",
+                                              rich_help_panel=P_TEXT)] = None,
+    max_chars: Annotated[int, typer.Option(min=1, help="Use at most this many characters of --file.",
+                                           rich_help_panel=P_TEXT)] = 20_000,
+    warmup: Annotated[str, typer.Option(help="Context run before the text (not shown), so the state is "
+                                        "not the zero state.", rich_help_panel=P_TEXT)] = "",
+    warmup_chars: Annotated[int, typer.Option(min=0, help="Use the first N characters of the text as "
+                                              "warm-up context only.", rich_help_panel=P_TEXT)] = 0,
+    layer: Annotated[int | None, typer.Option(help="Layer of the table and heat maps, from 0. (default: last)",
+                                              rich_help_panel=P_SHOW)] = None,
+    units: Annotated[str | None, typer.Option(help="Show these units, e.g. 3,17,42.", rich_help_panel=P_SHOW)] = None,
+    top_units: Annotated[int | None, typer.Option(min=1, help="Show the K units ranked first by --rank-by.",
+                                                  rich_help_panel=P_SHOW)] = None,
+    rank_by: Annotated[str, typer.Option(help="variance, saturation or mean (|value|) of --quantity over the "
+                                         "text.", rich_help_panel=P_SHOW)] = "variance",
+    quantity: Annotated[str | None, typer.Option(help="Quantity that ranks units and colours the heat map "
+                                                 "(default: c for LSTMs, h otherwise).",
+                                                 rich_help_panel=P_SHOW)] = None,
+    quantities: Annotated[str | None, typer.Option(help="Table columns, e.g. i,f,o (default: all of the "
+                                                   "cell's).", rich_help_panel=P_SHOW)] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="Next-character guesses shown per row.",
+                                       rich_help_panel=P_SHOW)] = 3,
+    start: Annotated[int, typer.Option(min=0, help="First character shown in the table and heat maps.",
+                                       rich_help_panel=P_SHOW)] = 0,
+    rows: Annotated[int, typer.Option(min=0, help="Table rows (characters); 0 hides the table.",
+                                      rich_help_panel=P_SHOW)] = 40,
+    heat_chars: Annotated[int, typer.Option(min=0, help="Characters per heat map; 0 hides them.",
+                                            rich_help_panel=P_SHOW)] = 800,
+    probe_spec: Annotated[str | None, typer.Option("--probe", help="Rank units by how well they track quotes, "
+                                                   "brackets, line-position, indent or regex:PATTERN.",
+                                                   rich_help_panel=P_SHOW)] = None,
+    params: Annotated[bool, typer.Option("--params", help="Add the parameter summary (every tensor and gate "
+                                         "block) and the training state.", rich_help_panel=P_SHOW)] = False,
+    html: Annotated[Path | None, typer.Option(help="Also write the view as a standalone HTML page.",
+                                              rich_help_panel=P_OUT)] = None,
+    export: Annotated[Path | None, typer.Option(help="Write every gate, state and prediction to a .npz "
+                                                "(CONTRACTS.md §1).", rich_help_panel=P_OUT)] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write every value in long format: t, char, "
+                                                  "layer, unit, quantity, value.", rich_help_panel=P_OUT)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the view's data as one JSON object on stdout.",
+                                          rich_help_panel=P_OUT)] = False,
+    threads: Threads = None,
+):
+    """Show what the network does inside, character by character.
+
+    Runs the model over a text from a zero state (after --warmup, if given) and shows, per
+    character, the gates and states of one layer (i f g o c h for LSTMs, r z n h for GRU, h for
+    RNN) with the model's next-character guesses; heat maps of single units over the text; how
+    often every gate saturates; with --probe, the units that track a pattern. Without --export,
+    --csv or --json the view goes to stdout.
+    """
+    use_threads(threads)
+    model, vocab, ck = load_model(ckpt)
+    cfg = model.cfg
+    names = probe.quantities(cfg.cell)
+    layer = cfg.layers - 1 if layer is None else layer
+    if not 0 <= layer < cfg.layers:
+        raise typer.BadParameter(f"{layer} is not a layer of this {cfg.layers}-layer model (0 … {cfg.layers - 1})",
+                                 param_hint="--layer")
+    quantity = quantity or ("c" if "c" in names else "h")
+    if quantity not in names:
+        raise typer.BadParameter(f"{quantity!r} is not a quantity of {cfg.cell}: {', '.join(names)}",
+                                 param_hint="--quantity")
+    shown_q = names if quantities is None else [q for q in quantities.replace(" ", "").split(",") if q]
+    bad = [q for q in shown_q if q not in names]
+    if bad or not shown_q:
+        raise typer.BadParameter(f"{quantities!r}: {cfg.cell} has {', '.join(names)}", param_hint="--quantities")
+    if rank_by not in probe.RANK_BY:
+        raise typer.BadParameter(f"{rank_by!r} is not one of {', '.join(probe.RANK_BY)}", param_hint="--rank-by")
+    chosen = _int_list("--units", units)
+    if chosen is not None and top_units is not None:
+        raise ConfigError("--units and --top-units cannot be combined")
+    if chosen is not None and any(not 0 <= j < cfg.hidden for j in chosen):
+        raise typer.BadParameter(f"units are 0 … {cfg.hidden - 1} in this model", param_hint="--units")
+    if text is not None and file is not None:
+        raise ConfigError("--text and --file cannot be combined")
+    if probe_spec is not None:
+        probe.parse_probe(probe_spec)  # the spec's syntax, before any work
+
+    if text is not None:
+        source = "--text"
+    elif file is not None:
+        text = read_text(file, "inspect")
+        source = escape(str(file))
+        if len(text) > max_chars + warmup_chars:
+            err.print(f"[yellow]warning:[/] using the first {max_chars + warmup_chars:,} of {len(text):,} "
+                      "characters (--max-chars)")
+            text = text[: max_chars + warmup_chars]
+    else:
+        text, source = probe.default_text(ck.meta, model, vocab)
+    if warmup_chars:
+        warmup, text = warmup + text[:warmup_chars], text[warmup_chars:]
+    if not text:
+        raise CorpusError(f"the text to inspect is empty ({source})")
+
+    from tqdm import tqdm
+
+    with tqdm(total=len(text), unit="char", file=sys.stderr, disable=len(text) < 20_000 or None,
+              desc="tracing", leave=False) as bar:
+        trace = probe.trace_text(model, vocab, text, warmup=warmup, on_chunk=bar.update)
+    if export is not None:
+        probe.export_npz(export, trace)
+        err.print(f"wrote {escape(str(export))}: {trace.T:,} characters × {cfg.layers} layer(s) × "
+                  f"{', '.join(names)} and probs")
+    if csv_path is not None:
+        probe.export_csv(csv_path, trace)
+        err.print(f"wrote {escape(str(csv_path))}: {trace.T * cfg.layers * len(names) * cfg.hidden:,} rows")
+
+    if chosen is None and top_units is not None:
+        order, _ = probe.rank_units(trace.layers[layer][quantity], rank_by, quantity)
+        chosen = [int(j) for j in order[:top_units]]
+    heat_units = chosen if chosen is not None else [
+        int(probe.rank_units(trace.layers[layer][quantity], rank_by, quantity)[0][0])]
+    sats = probe.saturation(trace)
+    found = probe.probe(trace, probe_spec) if probe_spec is not None else None
+    param_rows = probe.param_summary(cfg, model.params) if params else None
+
+    if as_json:
+        print(json.dumps(_inspect_json(trace, vocab, ck, layer, chosen, shown_q, quantity, rank_by, top_k, sats,
+                                       found, param_rows, source), allow_nan=False))
+    if (export is not None or csv_path is not None or as_json) and html is None:
+        return
+    machine = export is not None or csv_path is not None or as_json  # then the view is only for --html
+    product = Console(highlight=False, file=io.StringIO() if machine else None, record=html is not None)
+    loss_bits = float(np.nanmean(trace.surprisal_bits())) if trace.T > 1 else float("nan")
+    header = Text(f"{cfg.cell} {cfg.layers}×{cfg.hidden} · step {ck.meta.get('train', {}).get('step', '?')} · "
+                  f"{trace.T:,} characters of {source}" + (f" after {len(warmup):,} of warm-up" if warmup else "")
+                  + (f" · {loss_bits:.3f} bits/char" if math.isfinite(loss_bits) else ""), style="bold")
+    product.print(header)
+    product.print()
+    if param_rows is not None:
+        product.print(view.params_table(param_rows, ck.meta, cfg))
+        product.print()
+    if rows > 0 and start < trace.T:
+        table, note = view.fitted_gate_table(trace, vocab.chars, layer, list(shown_q), chosen, top_k, start, rows,
+                                             product.width)
+        product.print(table)
+        if note:
+            product.print(Text(note, style="dim"))
+        if start + rows < trace.T:
+            product.print(Text(f"rows {start}–{min(trace.T, start + rows) - 1} of {trace.T}; --start and --rows "
+                               "show others", style="dim"))
+        product.print()
+    if heat_chars > 0 and start < trace.T:
+        for j in heat_units[:3]:
+            product.print(view.heatmap(trace, layer, quantity, j, start, heat_chars))
+    if sats:
+        product.print(view.saturation_table(sats, cfg.cell, trace.T))
+        product.print()
+    if found is not None:
+        product.print(view.probe_table(found, top=10))
+        product.print()
+        if heat_chars > 0:
+            for u in found.ranking[:3]:
+                product.print(view.heatmap(trace, u.layer, u.quantity, u.unit, start, heat_chars,
+                                           title=f"layer {u.layer} {u.quantity}[{u.unit}] ({found.label.name} "
+                                                 f"{u.score:+.3f})"))
+    if html is not None:
+        try:
+            product.save_html(str(html), inline_styles=True)
+        except OSError as e:
+            raise LstmgenError(f"cannot write {html}: {e.strerror or e}") from e
+        err.print(f"wrote {escape(str(html))}")
+
+
+def _inspect_json(trace, vocab, ck, layer, units, shown_q, quantity, rank_by, top_k, sats, found, param_rows,
+                  source) -> dict:
+    cfg = ck.config
+    top_ids, top_p = trace.top_predictions(top_k)
+    bits = trace.surprisal_bits()
+    steps = []
+    for t in range(trace.T):
+        vals = {q: (trace.layers[layer][q][t].mean() if units is None else trace.layers[layer][q][t][units]).tolist()
+                for q in shown_q}
+        steps.append({"t": t, "char": trace.text[t], "values": vals,
+                      "top": [[vocab.chars[int(i)], float(p)] for i, p in zip(top_ids[t], top_p[t])],
+                      "surprisal_bits": None if t + 1 >= trace.T else float(bits[t])})
+    doc = {
+        "model": {**cfg.to_dict(), "step": ck.meta.get("train", {}).get("step")},
+        "source": source, "text": trace.text, "warmup": trace.warmup, "layer": layer,
+        "units": units, "unit_values": "mean over units" if units is None else "per unit", "quantity": quantity,
+        "rank_by": rank_by, "steps": steps,
+        "saturation": [{"layer": s.layer, "gate": s.gate, "left": float(s.left.mean()), "right": float(s.right.mean()),
+                        "mostly_left": s.mostly_left, "mostly_right": s.mostly_right,
+                        "left_per_unit": s.left.tolist(), "right_per_unit": s.right.tolist()} for s in sats],
+    }
+    if found is not None:
+        doc["probe"] = {"label": found.label.name, "description": found.label.description,
+                        "measure": "auc" if found.label.binary else "correlation", "chance": found.chance,
+                        "ranking": [{"layer": u.layer, "quantity": u.quantity, "unit": u.unit, "score": u.score,
+                                     "strength": u.strength} for u in found.ranking[:50]]}
+    if param_rows is not None:
+        doc["params"] = [{"name": r.name, "shape": list(r.shape), "count": r.count, "mean": r.mean, "std": r.std,
+                          "norm": r.norm, "block": r.block} for r in param_rows]
+    return doc
+
+

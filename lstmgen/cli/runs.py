@@ -1,0 +1,132 @@
+"""lstmgen plot and lstmgen runs: how runs went, as curves and as a table."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from lstmgen import chart
+from lstmgen.cli.base import app, boundary, err, out
+from lstmgen.errors import ConfigError, LstmgenError
+from lstmgen.runs import curves, find_runs, is_run, sort_key, summarise
+
+STYLES = ["blue", "red", "green", "magenta", "dark_orange", "cyan", "yellow", "bright_black"]
+
+
+@app.command(epilog="Example: lstmgen plot runs/small runs/big --x time --out curves.svg")
+@boundary
+def plot(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (several: one chart, one colour each).")],
+    x: Annotated[str, typer.Option("--x", help="Horizontal axis: step or time (seconds of training).")] = "step",
+    out_file: Annotated[Path | None, typer.Option("--out", help="Also write the chart to FILE.svg or "
+                                                  "FILE.html.")] = None,
+    width: Annotated[int | None, typer.Option(min=30, help="Chart width in characters (default: the terminal's).",
+                                              show_default=False)] = None,
+    height: Annotated[int, typer.Option(min=6, help="Chart height in lines.")] = 16,
+):
+    """Train and validation loss (bits per character) of one or more runs, in the terminal.
+
+    Dotted lines are the training loss (as logged), ● the validation loss at each evaluation.
+    With --out the same chart is written as a picture (SVG, or an HTML page holding it).
+    """
+    if x not in ("step", "time"):
+        raise typer.BadParameter(f"{x!r} is not one of step, time", param_hint="--x")
+    if out_file is not None and out_file.suffix.lower() not in (".svg", ".html", ".htm"):
+        raise ConfigError(f"--out {out_file}: write a .svg or .html file")
+    lines = []
+    for k, run in enumerate(runs):
+        if not is_run(run):
+            raise LstmgenError(f"{run} is not a run directory (no metrics.jsonl or latest.npz)")
+        found = curves(run, x, label=_label(run, runs), group=k)
+        if not found:
+            err.print(f"[yellow]warning:[/] {escape(str(run))} has no losses logged yet")
+        lines += found
+    if not lines:
+        raise LstmgenError("nothing to plot: no run has logged a loss yet")
+    x_label = "step" if x == "step" else "training time (s)"
+    w = width or max(30, min(110, out.width - 10))
+    cells, labels, axis = chart.grid(lines, width=w, height=height)
+    pad = max(len(s) for s in labels)
+    text = Text()
+    for label, row in zip(labels, cells):
+        text.append(f"{label:>{pad}} │", style="dim")
+        for ch, g in row:
+            text.append(ch, style=STYLES[g % len(STYLES)] if g >= 0 else None)
+        text.append("\n")
+    text.append(" " * pad + " └" + "─" * w + "\n", style="dim")
+    text.append(" " * (pad + 2) + axis + "\n", style="dim")
+    text.append(f"y: bits per character, x: {x_label}   ", style="dim")
+    for k, run in enumerate(runs):
+        text.append(f"■ {_label(run, runs)}   ", style=STYLES[k % len(STYLES)])
+    text.append("(· train, ● validation)", style="dim")
+    out.print(text)
+    if out_file is not None:
+        title = "Loss curves: " + ", ".join(_label(r, runs) for r in runs)
+        svg = chart.svg(lines, title, x_label)
+        body = chart.html_page(svg, title) if out_file.suffix.lower() in (".html", ".htm") else svg + "\n"
+        try:
+            out_file.write_text(body, encoding="utf-8")
+        except OSError as e:
+            raise LstmgenError(f"cannot write {out_file}: {e.strerror or e}") from e
+        err.print(f"wrote {escape(str(out_file))} ({out_file.stat().st_size / 1024:.1f} KB)")
+
+
+def _label(run: Path, runs: list[Path]) -> str:
+    """A run's short name: its folder's name, or more of its path when two runs share a name."""
+    names = [r.resolve().name for r in runs]
+    return run.resolve().name if names.count(run.resolve().name) == 1 else str(run)
+
+
+@app.command(name="runs", epilog="Example: lstmgen runs runs/ --json")
+@boundary
+def runs_cmd(
+    directory: Annotated[Path, typer.Argument(help="Where the run directories are (searched below).")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list on stdout.")] = False,
+):
+    """One row per run directory: model, size, steps, best validation loss, speed, corpus.
+
+    Sorted by best validation loss (lowest first); runs that were never validated come last.
+    """
+    found = sorted((summarise(r) for r in find_runs(directory)), key=sort_key)
+    if as_json:
+        print(json.dumps([s.to_json() for s in found], indent=1))
+        return
+    if not found:
+        err.print(f"no run directories under {escape(str(directory))}")
+        return
+    table = Table(title=f"runs under {escape(str(directory))}, best first", title_justify="left",
+                  caption="val bpc: best validation loss in bits per character; c/s: training characters per second "
+                          "(last logged); age: since the last checkpoint", caption_justify="left")
+    table.box, table.pad_edge = box.SIMPLE_HEAD, False
+    for col, just in (("run", "left"), ("model", "left"), ("params", "right"), ("steps", "right"),
+                      ("val bpc", "right"), ("c/s", "right"), ("corpus", "left"), ("age", "right")):
+        table.add_column(col, justify=just, no_wrap=col not in ("run", "corpus"), overflow="fold",
+                         min_width=6 if col in ("run", "corpus") else None)
+    now = time.time()
+    for s in found:
+        model = (f"{s.cell}{' bi' if s.direction == 'bi' else ''} {s.layers}×{s.hidden}" if s.cell
+                 else f"[yellow]{escape(s.problem or '?')}[/]")
+        table.add_row(escape(s.run), model, f"{s.params:,}" if s.params else "-", _n(s.step),
+                      f"{s.best_val_bpc:.3f}" if s.best_val_bpc is not None else "-",
+                      f"{s.chars_per_sec:,.0f}" if s.chars_per_sec else "-", escape(s.corpus or "-"),
+                      _ago(now - s.modified) if s.modified else "-")
+    out.print(table)
+
+
+def _n(v) -> str:
+    return f"{v:,}" if isinstance(v, int) else "-"
+
+
+def _ago(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return "just now"

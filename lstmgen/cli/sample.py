@@ -1,0 +1,121 @@
+"""lstmgen sample and lstmgen eval: text out of a model, and the loss of a text under it."""
+
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from lstmgen.cli.base import (
+    LN2,
+    Threads,
+    app,
+    boundary,
+    load_model,
+    out,
+    use_threads,
+)
+from lstmgen.errors import ConfigError, CorpusError
+from lstmgen.generate import check_options, generate, generate_many
+from lstmgen.text import read_text
+from lstmgen.train import evaluate_ids
+
+
+@app.command(epilog="Example: lstmgen sample runs/default --prime 'The ' --length 500 --temperature 0.8")
+@boundary
+def sample(
+    ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")],
+    length: Annotated[int, typer.Option(min=0, help="Characters to generate (not counting the prime).")] = 500,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Softmax temperature; 0 is greedy.")] = 1.0,
+    top_k: Annotated[int | None, typer.Option(min=1, help="Sample only among the K likeliest characters.")] = None,
+    top_p: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Nucleus sampling: the smallest set "
+                                                "of characters with this much probability.")] = None,
+    prime: Annotated[str, typer.Option(help="Text to start from; printed first.")] = "",
+    seed: Annotated[int | None, typer.Option(help="Random seed: same seed, same output.")] = None,
+    num_samples: Annotated[int, typer.Option(min=1, help="How many samples, generated together as one batch "
+                                             "(each with its own random stream and --stop); the first streams "
+                                             "as it is generated, the others follow, each after an empty "
+                                             "line.")] = 1,
+    stop: Annotated[str | None, typer.Option(help="End a sample right after this string is generated.")] = None,
+    threads: Threads = None,
+):
+    """Generate text from a trained model; it streams to stdout.
+
+    Prints the prime text, then LENGTH generated characters. Several samples are separated by
+    an empty line. The same checkpoint, options and --seed give byte-identical output.
+    """
+    use_threads(threads)
+    check_options(temperature, top_k, top_p)
+    if top_p == 0:
+        raise ConfigError("--top-p must be greater than 0")
+    model, vocab, _ = load_model(ckpt)
+    vocab.encode(prime, "prime text")  # unknown characters: an error naming them, before any output
+    tty = sys.stdout.isatty()
+    w = sys.stdout
+    if num_samples == 1:
+        steps = ([ch] for ch in generate(model, vocab, length, prime=prime, temperature=temperature, top_k=top_k,
+                                         top_p=top_p, rng=np.random.default_rng(seed), stop=stop))
+    else:  # all samples as one batch; the first streams, the others are printed when it is done
+        steps = generate_many(model, vocab, length, num_samples, prime=prime, temperature=temperature,
+                              top_k=top_k, top_p=top_p, seed=seed, stop=stop)
+    rest = [[] for _ in range(num_samples - 1)]
+    w.write(prime)
+    for i, chars in enumerate(steps):
+        if chars[0] is not None:
+            w.write(chars[0])
+            if tty or i % 64 == 63:
+                w.flush()
+        for buf, ch in zip(rest, chars[1:]):
+            if ch is not None:
+                buf.append(ch)
+    for buf in rest:
+        w.write("\n\n" + prime + "".join(buf))
+    w.flush()
+    if tty:
+        w.write("\n")
+        w.flush()
+
+
+@app.command(name="eval", epilog="Example: lstmgen eval runs/default corpora/default.txt --json")
+@boundary
+def eval_cmd(
+    ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")],
+    file: Annotated[Path, typer.Argument(help="UTF-8 text to score.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    threads: Threads = None,
+):
+    """Loss, bits per character and perplexity of a text under a model.
+
+    The whole file is read as one sequence from a zero state, without dropout; the loss is the
+    mean of −ln p(x_t | x_0 … x_{t−1}) over t = 1 … N−1, in nats.
+    """
+    use_threads(threads)
+    model, vocab, ck = load_model(ckpt)
+    text = read_text(file, "eval")
+    ids = vocab.encode(text, f"eval file {file}")
+    if len(ids) < 2:
+        raise CorpusError(f"eval file {file} needs at least 2 characters, it has {len(ids)}")
+    loss = evaluate_ids(model, ids, streams=1, chunk=1024)
+    result = {"loss": loss, "bpc": loss / LN2, "perplexity": math.exp(loss), "chars": len(text)}
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"{escape(file.name)} under {escape(str(ckpt))}", show_header=False)
+    table.add_row("characters", f"{len(text):,}")
+    table.add_row("loss (nats/char)", f"{loss:.4f}")
+    table.add_row("bits per character", f"{loss / LN2:.4f}")
+    table.add_row("perplexity", f"{math.exp(loss):.3f}")
+    cfg = ck.config
+    table.add_row("model", f"{cfg.cell} {cfg.layers}×{cfg.hidden}, vocab {cfg.vocab_size}, "
+                           f"step {ck.meta.get('train', {}).get('step', '?')}")
+    out.print(table)
+
+

@@ -1,0 +1,158 @@
+"""Run directories as data: one summary per run, and the loss curves of its metrics.jsonl.
+
+Reads only what it needs (a checkpoint's ``meta.json`` member, the metrics lines); never
+prints. ``lstmgen runs`` and ``lstmgen plot`` render these.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lstmgen.checkpoint import config_from_meta
+from lstmgen.errors import LstmgenError
+from lstmgen.model import param_shapes
+
+LN2 = math.log(2)
+
+
+def is_run(path: Path) -> bool:
+    return path.is_dir() and ((path / "latest.npz").exists() or (path / "metrics.jsonl").exists())
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run directories at or below ``root`` (a run's own folders are not searched)."""
+    root = Path(root)
+    if not root.exists():
+        raise LstmgenError(f"no such directory: {root}")
+    if not root.is_dir():
+        raise LstmgenError(f"not a directory: {root}")
+    if is_run(root):
+        return [root]
+    found, stack = [], [root]
+    while stack:
+        d = stack.pop()
+        for p in sorted(d.iterdir()):
+            if p.is_dir() and not p.name.startswith("."):
+                (found.append(p) if is_run(p) else stack.append(p))
+    return sorted(found)
+
+
+def read_meta(ckpt: Path) -> dict:
+    """The ``meta.json`` document of a checkpoint, without loading its arrays."""
+    try:
+        with np.load(ckpt, allow_pickle=False) as z:
+            a = z["meta.json"]
+            return json.loads(a.tobytes().decode() if a.dtype == np.uint8 else str(a))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        raise LstmgenError(f"{ckpt}: not a readable lstmgen checkpoint ({e})") from e
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """metrics.jsonl's records (a torn last line, as a kill can leave, is skipped)."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+@dataclass
+class RunSummary:
+    run: str
+    cell: str | None = None
+    direction: str = "fwd"
+    layers: int | None = None
+    hidden: int | None = None
+    params: int | None = None
+    step: int | None = None
+    epoch: int | None = None
+    best_val_loss: float | None = None
+    best_val_bpc: float | None = None
+    chars_per_sec: float | None = None
+    corpus: str | None = None
+    workers: int | None = None
+    modified: float | None = None  # seconds since the epoch
+    problem: str | None = None
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "problem" or v is not None}
+
+
+def summarise(run: Path) -> RunSummary:
+    run = Path(run)
+    s = RunSummary(run=str(run))
+    ckpt = run / "latest.npz"
+    metrics = read_metrics(run)
+    if metrics:
+        s.chars_per_sec = metrics[-1].get("chars_per_sec")
+        s.step, s.epoch = metrics[-1].get("step"), metrics[-1].get("epoch")
+    if not ckpt.exists():
+        s.problem = "no latest.npz"
+        return s
+    s.modified = ckpt.stat().st_mtime
+    try:
+        meta = read_meta(ckpt)
+        cfg = config_from_meta(meta)
+    except LstmgenError as e:
+        s.problem = str(e)
+        return s
+    tr = meta.get("train", {})
+    s.cell, s.layers, s.hidden = cfg.cell, cfg.layers, cfg.hidden
+    s.direction = meta.get("model", {}).get("direction", "fwd")
+    s.params = sum(math.prod(shape) for shape in param_shapes(cfg).values())
+    s.step, s.epoch = tr.get("step", s.step), tr.get("epoch", s.epoch)
+    s.workers = tr.get("workers")
+    best = tr.get("best_val_loss")
+    if isinstance(best, int | float) and math.isfinite(best):
+        s.best_val_loss, s.best_val_bpc = float(best), float(best) / LN2
+    s.corpus = meta.get("corpus", {}).get("name")
+    return s
+
+
+def sort_key(s: RunSummary):
+    return (s.best_val_loss is None, s.best_val_loss or 0.0, s.run)
+
+
+@dataclass
+class Curve:
+    """One line of a chart: (x, y) points, y in bits per character."""
+
+    label: str
+    x: list[float] = field(default_factory=list)
+    y: list[float] = field(default_factory=list)
+    kind: str = "train"  # "train" or "val"
+    group: int = 0  # which run (one colour per run)
+
+
+def curves(run: Path, x: str = "step", label: str | None = None, group: int = 0) -> list[Curve]:
+    """The train and validation loss (bits/char) of a run against ``x`` = "step" or "time"
+    (seconds of training, summed over the run's invocations: each resume restarts its clock)."""
+    label = label or Path(run).name
+    train, val = Curve(f"{label} train", kind="train", group=group), Curve(f"{label} val", kind="val", group=group)
+    offset, last = 0.0, 0.0
+    for r in read_metrics(run):
+        t = r.get("elapsed_s")
+        if isinstance(t, int | float):
+            if t < last:  # a new invocation (resume): its clock starts again
+                offset += last
+            last = t
+        pos = r.get("step") if x == "step" else (offset + last)
+        if pos is None:
+            continue
+        for key, c in (("train_loss", train), ("val_loss", val)):
+            v = r.get(key)
+            if isinstance(v, int | float) and math.isfinite(v):
+                c.x.append(float(pos))
+                c.y.append(v / LN2)
+    return [c for c in (train, val) if c.x]
