@@ -9,6 +9,7 @@ from lstmgen.cli import train  # noqa: F401
 from lstmgen.cli import sample  # noqa: F401
 from lstmgen.cli import inspect  # noqa: F401
 from lstmgen.cli import runs  # noqa: F401
+from lstmgen.cli import gradcheck  # noqa: F401
 from lstmgen.cli.base import app, main
 
 # isort: on

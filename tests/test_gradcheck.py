@@ -1,0 +1,65 @@
+"""lstmgen gradcheck: passes on every cell, fails (exit 1, naming the tensor) on a broken backward pass."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import lstmgen.model as model_mod
+from lstmgen.cli import app
+
+runner = CliRunner()
+
+
+def gradcheck(*args):
+    return runner.invoke(app, ["gradcheck", *map(str, args)])
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_passes_on_every_cell(cell, layers):
+    r = gradcheck("--cell", cell, "--layers", layers, "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is True
+    names = [t["name"] for t in doc["tensors"]]
+    assert "decoder.weight" in names and f"rnn.weight_hh_l{layers - 1}" in names
+    assert any(n.startswith("initial state") for n in names)  # the initial state is checked too
+    assert all(t["max_rel_error"] < 1e-5 and t["checked"] > 0 for t in doc["tensors"])
+
+
+def test_fails_and_names_the_tensor_when_backward_is_broken(monkeypatch):
+    real = model_mod.backward
+
+    def broken(cfg, params, dlogits, cache, grads, dstate=None):
+        out = real(cfg, params, dlogits, cache, grads, dstate)
+        grads["rnn.weight_hh_l1"][0, 0] *= 1.01  # one element off by 1 %
+        return out
+
+    monkeypatch.setattr(model_mod, "backward", broken)
+    r = gradcheck("--json")
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    assert not doc["ok"]
+    bad = [t for t in doc["tensors"] if not t["ok"]]
+    assert [t["name"] for t in bad] == ["rnn.weight_hh_l1"] and bad[0]["worst"] == [0, 0]
+    assert "gradient check failed: rnn.weight_hh_l1" in r.stderr
+
+
+def test_a_checkpoint_is_checked_on_a_sample_of_elements(tmp_path):
+    from lstmgen.synthetic import prose
+
+    corpus = tmp_path / "t.txt"
+    corpus.write_text(prose(5000, seed=1), encoding="utf-8")
+    r = runner.invoke(app, ["train", str(corpus), "--out", str(tmp_path / "run"), "--hidden", "16", "--embed", "8",
+                            "--max-steps", "3", "--batch-size", "4", "--seq-len", "16", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    r = gradcheck(tmp_path / "run", "--samples", "12", "--seq-len", "6")
+    assert r.exit_code == 0, r.output
+    assert "lstm 1×16" in r.stdout and "up to 12 per tensor" in r.stdout
+
+
+def test_bad_options_are_usage_errors():
+    r = gradcheck("--direction", "sideways")
+    assert r.exit_code == 2 and "--direction" in r.stderr
+    r = gradcheck("--cell", "transformer")
+    assert r.exit_code == 2 and "--cell" in r.stderr
