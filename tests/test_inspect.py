@@ -241,7 +241,8 @@ def test_html_and_default_text(tmp_path):
     assert r.exit_code == 0, r.output
     assert "sample of the model" in r.output
     html = page.read_text(encoding="utf-8")
-    assert html.startswith("<!DOCTYPE html>") and "background-color: #" in html and "gate saturation" in html
+    assert html.startswith("<!doctype html>") and 'id="text"' in html and "sample of the model" in html
+    assert "narrow terminal" not in html and "guesses" not in html.split("<script")[0].split("<body>")[0]
     # with the corpus at hand, the default is the start of its validation tail
     corpus = tmp_path / "c.txt"
     corpus.write_text(TEXT * 40, encoding="utf-8")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import sys
@@ -16,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from lstmgen import probe, view
+from lstmgen import explorer, probe, view
 from lstmgen.cli.base import (
     Threads,
     app,
@@ -83,7 +82,9 @@ def inspect(
                                                    rich_help_panel=P_SHOW)] = None,
     params: Annotated[bool, typer.Option("--params", help="Add the parameter summary (every tensor and gate "
                                          "block) and the training state.", rich_help_panel=P_SHOW)] = False,
-    html: Annotated[Path | None, typer.Option(help="Also write the view as a standalone HTML page.",
+    html: Annotated[Path | None, typer.Option(help="Also write an interactive explorer of the trace: one "
+                                              "self-contained page (pick units, hover characters, select text "
+                                              "to find the units that switch on there).",
                                               rich_help_panel=P_OUT)] = None,
     export: Annotated[Path | None, typer.Option(help="Write every gate, state and prediction to a .npz "
                                                 "(CONTRACTS.md §1).", rich_help_panel=P_OUT)] = None,
@@ -170,14 +171,24 @@ def inspect(
     if as_json:
         print(json.dumps(_inspect_json(trace, vocab, ck, layer, chosen, shown_q, quantity, rank_by, top_k, sats,
                                        found, param_rows, source), allow_nan=False))
-    if (export is not None or csv_path is not None or as_json) and html is None:
-        return
-    machine = export is not None or csv_path is not None or as_json  # then the view is only for --html
-    product = Console(highlight=False, file=io.StringIO() if machine else None, record=html is not None)
     loss_bits = float(np.nanmean(trace.surprisal_bits())) if trace.T > 1 else float("nan")
-    header = Text(f"{cfg.cell} {cfg.layers}×{cfg.hidden} · step {ck.meta.get('train', {}).get('step', '?')} · "
-                  f"{trace.T:,} characters of {source}" + (f" after {len(warmup):,} of warm-up" if warmup else "")
-                  + (f" · {loss_bits:.3f} bits/char" if math.isfinite(loss_bits) else ""), style="bold")
+    summary = (f"{cfg.cell} {cfg.layers}×{cfg.hidden} · step {ck.meta.get('train', {}).get('step', '?')} · "
+               f"{trace.T:,} characters of {Text.from_markup(source).plain}"
+               + (f" after {len(warmup):,} of warm-up" if warmup else "")
+               + (f" · {loss_bits:.3f} bits/char" if math.isfinite(loss_bits) else ""))
+    if html is not None:
+        page = explorer.render(trace, vocab.chars, summary, title=f"lstmgen inspect: {Path(str(ckpt)).name}")
+        try:
+            html.write_text(page, encoding="utf-8")
+        except OSError as e:
+            raise LstmgenError(f"cannot write {html}: {e.strerror or e}") from e
+        err.print(f"wrote {escape(str(html))} ({len(page.encode()) / 2**20:.1f} MB: {trace.T:,} characters × "
+                  f"{cfg.layers} layer(s) × {len(names)} quantities × {cfg.hidden} units, 8 bits each); "
+                  "open it in a browser")
+    if export is not None or csv_path is not None or as_json:
+        return
+    product = Console(highlight=False)
+    header = Text(summary, style="bold")
     product.print(header)
     product.print()
     if param_rows is not None:
@@ -207,12 +218,6 @@ def inspect(
                 product.print(view.heatmap(trace, u.layer, u.quantity, u.unit, start, heat_chars,
                                            title=f"layer {u.layer} {u.quantity}[{u.unit}] ({found.label.name} "
                                                  f"{u.score:+.3f})"))
-    if html is not None:
-        try:
-            product.save_html(str(html), inline_styles=True)
-        except OSError as e:
-            raise LstmgenError(f"cannot write {html}: {e.strerror or e}") from e
-        err.print(f"wrote {escape(str(html))}")
 
 
 def _inspect_json(trace, vocab, ck, layer, units, shown_q, quantity, rank_by, top_k, sats, found, param_rows,

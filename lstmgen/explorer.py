@@ -1,0 +1,84 @@
+"""``inspect --html``: one self-contained page that explores a model's trace of a text.
+
+The page (``explorer.html`` beside this module, filled in here) holds the trace as data (every
+layer × quantity × unit × character, quantised to 8 bits per value on a linear scale per array,
+base64) and its own vanilla JavaScript and CSS: no network,
+no external scripts or fonts. In the browser a person picks a unit (by layer, quantity and number,
+from ranked lists, or with ←/→), sees the text coloured by it on the terminal's scale, hovers a
+character for the unit's gates, the top-5 guesses and the surprisal, and selects a stretch of
+text to rank every unit by how much more it is "on" inside than outside (LSTMVis's match view).
+The URL fragment holds the view: ``#layer=0&q=c&unit=58`` or ``#sel=120-135``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from importlib import resources
+
+import numpy as np
+
+from lstmgen.errors import LstmgenError
+from lstmgen.probe import PROBES, SIGMOID, Trace, histogram, probe, rank_units, saturation
+
+LEVELS = 255  # 8 bits per value
+
+
+def quantise(v: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(T, H) → uint8 codes on a linear scale [lo, hi]; v ≈ lo + code · (hi − lo) / 255."""
+    v = np.asarray(v, dtype=np.float64)
+    lo, hi = float(np.min(v)), float(np.max(v))
+    if not hi > lo:
+        hi = lo + 1e-6
+    codes = np.rint((v - lo) / (hi - lo) * LEVELS).clip(0, LEVELS).astype(np.uint8)
+    return codes, lo, hi
+
+
+def dequantise(codes: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return lo + codes.astype(np.float64) * (hi - lo) / LEVELS
+
+
+def page_data(trace: Trace, vocab_chars: str, summary: str, top_k: int = 5, ranked: int = 20) -> dict:
+    """Everything the page needs, as one JSON-able document."""
+    layers = []
+    for layer in trace.layers:
+        qs = {}
+        for q, v in layer.items():
+            codes, lo, hi = quantise(v)
+            rank_var = rank_units(v, "variance", q)[0][:ranked]
+            rank_sat = rank_units(v, "saturation", q)[0][:ranked]
+            qs[q] = {"lo": lo, "hi": hi, "data": base64.b64encode(codes.tobytes()).decode("ascii"),
+                     "sigmoid": q in SIGMOID, "variance": rank_var.tolist(), "saturation": rank_sat.tolist()}
+        layers.append(qs)
+    ids, probs = trace.top_predictions(top_k)
+    surprisal = trace.surprisal_bits()
+    probes = []
+    for spec in PROBES:
+        try:
+            found = probe(trace, spec)
+        except LstmgenError:  # the label does not vary over this text (no brackets, no indentation, …)
+            continue
+        probes.append({"name": found.label.name, "chance": found.chance,
+                       "units": [{"layer": u.layer, "q": u.quantity, "unit": u.unit, "score": round(u.score, 3),
+                                  "strength": round(u.strength, 3)} for u in found.ranking[:ranked]]})
+    sats = [{"layer": s.layer, "gate": s.gate, "left": histogram(s.left).tolist(), "right": histogram(s.right).tolist(),
+             "mostly_left": s.mostly_left, "mostly_right": s.mostly_right} for s in saturation(trace)]
+    return {
+        "text": trace.text, "T": trace.T, "H": trace.H, "cell": trace.cell, "summary": summary,
+        "vocab": vocab_chars, "layers": layers,
+        "top_ids": ids.astype(int).tolist(), "top_p": np.round(probs.astype(np.float64), 4).tolist(),
+        "surprisal": [None if not math.isfinite(s) else round(float(s), 3) for s in surprisal],
+        "probes": probes, "saturation": sats,
+    }
+
+
+def render(trace: Trace, vocab_chars: str, summary: str, title: str) -> str:
+    """The whole page as one string."""
+    data = json.dumps(page_data(trace, vocab_chars, summary), separators=(",", ":"), allow_nan=False)
+    data = data.replace("</", "<\\/")  # the text may hold "</script>"
+    template = resources.files("lstmgen").joinpath("explorer.html").read_text(encoding="utf-8")
+    return (template.replace("__TITLE__", html.escape(title))
+            .replace("__SUMMARY__", html.escape(summary))
+            .replace("__DATA__", data))

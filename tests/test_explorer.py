@@ -1,0 +1,119 @@
+"""inspect --html: one self-contained page whose data equals the export, and which a real browser
+renders with the unit's colours and the selection's matching units."""
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lstmgen.cli import app
+from lstmgen.explorer import dequantise
+from lstmgen.synthetic import structured
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    d = tmp_path_factory.mktemp("explorer")
+    corpus = d / "s.txt"
+    corpus.write_text(structured(30_000, seed=2), encoding="utf-8")
+    r = runner.invoke(app, ["train", str(corpus), "--out", str(d / "run"), "--hidden", "24", "--embed", "8",
+                            "--layers", "2", "--max-steps", "40", "--batch-size", "8", "--seq-len", "32",
+                            "--eval-every", "20", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    html, npz = d / "x.html", d / "x.npz"
+    r = runner.invoke(app, ["inspect", str(d / "run"), "--html", str(html), "--export", str(npz)])
+    assert r.exit_code == 0, r.output
+    assert re.search(r"wrote .*x\.html \(\d+\.\d MB: [\d,]+ characters × 2 layer\(s\) × 6 quantities × 24 units",
+                     r.stderr.replace("\n", " ")), r.stderr
+    return html, npz
+
+
+def embedded(html: Path) -> dict:
+    m = re.search(r'<script id="trace" type="application/json">(.*?)</script>', html.read_text(), re.S)
+    return json.loads(m.group(1).replace("<\\/", "</"))
+
+
+def test_the_embedded_data_equals_the_export_within_the_quantisation_step(page):
+    html, npz = page
+    doc = embedded(html)
+    with np.load(npz) as z:
+        assert doc["text"] == str(z["text"]) and doc["T"] == len(doc["text"])
+        for k, layer in enumerate(doc["layers"]):
+            for q, e in layer.items():
+                want = z[f"layer{k}.{q}"].astype(np.float64)
+                codes = np.frombuffer(base64.b64decode(e["data"]), dtype=np.uint8).reshape(want.shape)
+                got = dequantise(codes, e["lo"], e["hi"])
+                step = (e["hi"] - e["lo"]) / 255
+                assert np.abs(got - want).max() <= step / 2 + 1e-9, (k, q)
+        probs = z["probs"]
+        top = np.argsort(-probs, axis=1)[:, :5]
+        assert np.array_equal(np.array(doc["top_ids"]), top)
+
+
+def test_the_page_is_self_contained(page):
+    text = page[0].read_text()
+    assert "http:" not in text and "https:" not in text
+    assert "<script src" not in text and "<link" not in text and "@import" not in text
+
+
+def _browser() -> str | None:
+    return next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+
+
+def dump_dom(html: Path, fragment: str) -> str:
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no Chromium here (.ci/run installs Debian's chromium when it can)")
+    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                        f"file://{html}#{fragment}"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+def test_a_browser_colours_the_text_by_the_unit_in_the_url(page):
+    html, npz = page
+    dom = dump_dom(html, "layer=0&q=c&unit=5")
+    spans = re.findall(r'<span data-t="(\d+)"[^>]*style="background-color: rgb\((\d+), (\d+), (\d+)\)', dom)
+    with np.load(npz) as z:
+        c = z["layer0.c"][:, 5]
+    assert len(spans) == len(c)
+    value = np.tanh(np.array([c[int(t)] for t, *_ in spans]))  # c is shown through tanh
+    # position on the scale red (−1) … white (0) … blue (+1), each side read off the one channel that
+    # moves most there (each channel is rounded on its own, so a mix of channels need not be monotone)
+    scale = np.array([(247 - int(r)) / 214 if int(b) >= int(r) else -(247 - int(b)) / 204 for _, r, _, b in spans])
+    order = np.argsort(value, kind="stable")
+    assert np.all(np.diff(scale[order]) >= 0), "colours are not monotone in the unit's value"
+    assert scale.min() < scale.max()
+
+
+def test_a_browser_lists_units_that_are_on_inside_a_selection(page):
+    html, npz = page
+    a, b = 300, 340
+    dom = dump_dom(html, f"sel={a}-{b}")
+    items = re.findall(r'<li data-layer="(\d+)" data-q="(\w+)" data-unit="(\d+)"', dom)
+    assert len(items) >= 5
+    inside = np.zeros(len(embedded(html)["text"]), bool)
+    inside[a:b] = True
+    with np.load(npz) as z:  # the page's score, from the exported values: mean inside − mean outside
+        scores = {}
+        for name in z.files:
+            if name.startswith("layer"):
+                k, q = name.removeprefix("layer").split(".")
+                v = z[name].astype(np.float64)
+                v = np.tanh(v) if q == "c" else v
+                for j, d in enumerate(v[inside].mean(axis=0) - v[~inside].mean(axis=0)):
+                    scores[(k, q, str(j))] = d
+    best = max(scores.values())
+    assert scores[items[0]] > 0, "the first match is not more on inside the selection than outside"
+    assert scores[items[0]] >= best - 0.02  # the best unit, up to the 8-bit quantisation
+    assert [scores[i] for i in items] == sorted((scores[i] for i in items), reverse=True) or \
+        max(abs(x - y) for x, y in zip([scores[i] for i in items], sorted((scores[i] for i in items),
+                                                                              reverse=True))) < 0.02
