@@ -3,7 +3,8 @@
 Keys:
     embedding.weight, rnn.*_l{k}, decoder.*   parameters in PyTorch state_dict names and layouts
     optim.<name>                              optimizer state (flat vectors in parameter order, and t)
-    state.l{k}.h, state.l{k}.c                the hidden state carried across training batches (H, B)
+    state.l{k}.h, state.l{k}.c                the hidden state carried across training batches (H, B);
+                                              Jordan: state.l0.y (V, B), the output fed back
     meta.json                                 one JSON document as a 0-d unicode array
 """
 
@@ -21,11 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from lstmgen.errors import CheckpointError, ConfigError, DivergenceError
-from lstmgen.model import ModelConfig, param_shapes
+from lstmgen.model import ModelConfig, param_shapes, state_layout
 
 FORMAT = "lstmgen-checkpoint"
 FORMAT_VERSION = 1
-_STATE_PARTS = ("h", "c")
 
 
 @dataclass
@@ -75,8 +75,9 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             raise DivergenceError(f"refusing to save {path.name}: optimizer state {name} is not finite")
         arrays[f"optim.{name}"] = a
+    layout = state_layout(config_from_meta(ckpt.meta)) if ckpt.state else []
     for k, parts in enumerate(ckpt.state or []):
-        for part, a in zip(_STATE_PARTS, parts):
+        for (part, _), a in zip(layout[k], parts):
             arrays[f"state.l{k}.{part}"] = a
     meta = {**ckpt.meta, "format": FORMAT, "format_version": FORMAT_VERSION}
     arrays["meta.json"] = np.array(json.dumps(meta, ensure_ascii=False))
@@ -196,16 +197,15 @@ def _validate(path: Path, arrays: dict[str, np.ndarray]) -> Checkpoint:
     state = None
     state_keys = [k for k in arrays if k.startswith("state.")]
     if state_keys:
-        n_parts = 2 if cfg.cell in ("lstm", "peephole", "cifg") else 1
         state = []
-        for layer in range(cfg.layers):
+        for layer, layout in enumerate(state_layout(cfg)):
             parts = []
-            for part in _STATE_PARTS[:n_parts]:
+            for part, rows in layout:
                 key = f"state.l{layer}.{part}"
                 if key not in arrays:
                     raise bad(f"missing {key}")
                 a = arrays.pop(key)
-                if a.ndim != 2 or a.shape[0] != cfg.hidden or a.dtype != cfg.np_dtype:
+                if a.ndim != 2 or a.shape[0] != rows or a.dtype != cfg.np_dtype:
                     raise bad(f"{key} has shape {a.shape} and dtype {a.dtype}")
                 parts.append(a)
             state.append(tuple(parts))

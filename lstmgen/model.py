@@ -23,11 +23,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from lstmgen import jordan
 from lstmgen.cells import CELLS, cifg_step, flat, gru_step, lstm_step, peephole_step, rnn_step, trace_quantities
 from lstmgen.errors import ConfigError
 from lstmgen.threads import column_spans, parallel_map
 
-CELL_TYPES = tuple(CELLS)
+# jordan: an Elman network whose layer 0 reads the model's previous output (see ``jordan``)
+CELL_TYPES = (*CELLS, "jordan")
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -44,8 +46,8 @@ class ModelConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        if self.cell not in CELLS:
-            raise ConfigError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if self.cell not in CELL_TYPES:
+            raise ConfigError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELL_TYPES)}")
         for name in ("vocab_size", "layers", "hidden", "embed"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -56,7 +58,7 @@ class ModelConfig:
 
     @property
     def gates(self) -> int:
-        return CELLS[self.cell].gates
+        return CELLS[self.cell].gates if self.cell in CELLS else 1
 
     @property
     def np_dtype(self):
@@ -71,6 +73,10 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     GH, H = cfg.gates * cfg.hidden, cfg.hidden
     shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (cfg.vocab_size, cfg.embed)}
     for k in range(cfg.layers):
+        if cfg.cell == "jordan" and k == 0:  # reads the previous output y (V) instead of its own h
+            shapes.update({"rnn.weight_ih_l0": (H, cfg.embed), "rnn.weight_yh_l0": (H, cfg.vocab_size),
+                           "rnn.bias_ih_l0": (H,), "rnn.bias_yh_l0": (H,)})
+            continue
         shapes[f"rnn.weight_ih_l{k}"] = (GH, cfg.embed if k == 0 else H)
         shapes[f"rnn.weight_hh_l{k}"] = (GH, H)
         shapes[f"rnn.bias_ih_l{k}"] = (GH,)
@@ -106,7 +112,7 @@ def init_params(cfg: ModelConfig, params: dict, rng: np.random.Generator) -> Non
             p[...] = rng.standard_normal(p.shape)
         else:
             p[...] = rng.uniform(-k, k, p.shape)
-    for layer in range(cfg.layers):
+    for layer in range(cfg.layers if cfg.cell in ("lstm", "peephole", "cifg") else 0):
         b_ih, b_hh = params[f"rnn.bias_ih_l{layer}"], params[f"rnn.bias_hh_l{layer}"]
         if cfg.cell in ("lstm", "peephole"):
             b_ih[H : 2 * H], b_hh[H : 2 * H] = 1.0, 0.0
@@ -124,7 +130,10 @@ def _rec_params(cfg: ModelConfig, params: dict, k: int) -> dict:
 
 
 def _input_bias(cfg: ModelConfig, params: dict, k: int) -> np.ndarray:
-    """The bias added to the input projection: b_ih + b_hh (GRU: b_hn stays in the cell)."""
+    """The bias added to the input projection: b_ih + b_hh (GRU: b_hn stays in the cell; Jordan
+    layer 0: b_ih + b_yh)."""
+    if cfg.cell == "jordan" and k == 0:
+        return params["rnn.bias_ih_l0"] + params["rnn.bias_yh_l0"]
     b = params[f"rnn.bias_ih_l{k}"] + params[f"rnn.bias_hh_l{k}"]
     if cfg.cell == "gru":
         b[2 * cfg.hidden :] = params[f"rnn.bias_ih_l{k}"][2 * cfg.hidden :]
@@ -138,13 +147,18 @@ def input_table(cfg: ModelConfig, params: dict) -> np.ndarray:
     return table
 
 
+def state_layout(cfg: ModelConfig) -> list[tuple[tuple[str, int], ...]]:
+    """Per layer, the parts of its carried state and their rows: (h, c) for the LSTM family,
+    (h,) otherwise; Jordan's layer 0 also carries y, the output fed back (V rows)."""
+    if cfg.cell == "jordan":
+        return [(("h", cfg.hidden), ("y", cfg.vocab_size))] + [(("h", cfg.hidden),)] * (cfg.layers - 1)
+    parts = (("h", cfg.hidden), ("c", cfg.hidden))[: CELLS[cfg.cell].n_states]
+    return [parts] * cfg.layers
+
+
 def zero_state(cfg: ModelConfig, batch: int) -> list[tuple[np.ndarray, ...]]:
-    """Per layer, a tuple of (H, B) arrays: (h, c) for the LSTM family, (h,) otherwise."""
-    n = CELLS[cfg.cell].n_states
-    return [
-        tuple(np.zeros((cfg.hidden, batch), dtype=cfg.np_dtype) for _ in range(n))
-        for _ in range(cfg.layers)
-    ]
+    """Per layer, a tuple of (rows, B) arrays (see ``state_layout``): (h, c), (h,) or (h, y)."""
+    return [tuple(np.zeros((n, batch), dtype=cfg.np_dtype) for _, n in layer) for layer in state_layout(cfg)]
 
 
 def forward(cfg, params, x, state, rng=None):
@@ -155,7 +169,7 @@ def forward(cfg, params, x, state, rng=None):
     rng    a numpy Generator for dropout masks, or None for evaluation (no dropout)
     returns (logits (V, T·B) with column t·B + b, new state, cache for ``backward``)
     """
-    spec = CELLS[cfg.cell]
+    spec = CELLS.get(cfg.cell)
     ids = np.ascontiguousarray(x.T)  # (T, B)
     T, B = ids.shape
     if _lookup(cfg, T * B):  # layer 0's input projection: its (G·H, V) table gathered by id
@@ -164,6 +178,12 @@ def forward(cfg, params, x, state, rng=None):
     else:  # a large vocabulary: layer 0's input is the embedded characters, projected below
         inp = params["embedding.weight"][ids.reshape(-1)].T  # (E, T·B)
     p = cfg.dropout if rng is not None else 0.0
+    if cfg.cell == "jordan":  # the whole stack step by step (layer 0 reads the previous output)
+        if inp is not None:
+            xp = (params["rnn.weight_ih_l0"] @ inp + _input_bias(cfg, params, 0)[:, None]).reshape(-1, T, B)
+        masks = [_dropout_mask(rng, (cfg.hidden, T, B), p, cfg.np_dtype) for _ in range(cfg.layers)] if p else None
+        logits, new_state, jcache = jordan.forward(cfg, params, xp, state, masks)
+        return logits, new_state, (ids, [(inp, jcache, None)], None)
     new_state, layers = [], []
     for k in range(cfg.layers):
         if inp is not None:  # inp (F, T·B): the embedded characters or the layer below's output
@@ -174,15 +194,20 @@ def forward(cfg, params, x, state, rng=None):
         new_state.append(st)
         out = hbuf[:, 1:]  # (H, T, B)
         mask = None
-        if p > 0.0:  # inverted dropout: scale kept units by 1/(1 − p)
-            mask = rng.random(out.shape, dtype=cfg.np_dtype) >= p
-            mask = mask.astype(cfg.np_dtype) * cfg.np_dtype(1.0 / (1.0 - p))
+        if p > 0.0:
+            mask = _dropout_mask(rng, out.shape, p, cfg.np_dtype)
             out = out * mask
         layers.append((inp, cache, mask))
         inp = flat(out)
     logits = params["decoder.weight"] @ inp  # (V, T·B)
     logits += params["decoder.bias"][:, None]
     return logits, new_state, (ids, layers, inp)
+
+
+def _dropout_mask(rng, shape: tuple[int, ...], p: float, dtype) -> np.ndarray:
+    """Inverted dropout: kept units scaled by 1/(1 − p) (one draw of ``shape`` from rng)."""
+    mask = rng.random(shape, dtype=dtype) >= p
+    return mask.astype(dtype) * dtype(1.0 / (1.0 - p))
 
 
 def softmax_xent_(logits: np.ndarray, targets: np.ndarray) -> float:
@@ -243,10 +268,16 @@ def backward(cfg, params, dlogits, cache, grads, dstate=None):
 
     dlogits (V, T·B); dstate: per layer, gradient w.r.t. the final state (None = zeros).
     """
-    spec = CELLS[cfg.cell]
     ids, layers, top = cache
     T, B = ids.shape
     H = cfg.hidden
+    if cfg.cell == "jordan":
+        inp, jcache, _ = layers[0]
+        d_flat, dstate0 = jordan.backward(cfg, params, dlogits, jcache, grads, dstate)
+        np.sum(d_flat, axis=1, out=grads["rnn.bias_ih_l0"])
+        _input_projection_grads(cfg, params, grads, d_flat, inp, ids)
+        return dstate0
+    spec = CELLS[cfg.cell]
     np.matmul(dlogits, top.T, out=grads["decoder.weight"])
     np.sum(dlogits, axis=1, out=grads["decoder.bias"])
     dout = params["decoder.weight"].T @ dlogits  # (H, T·B)
@@ -266,17 +297,25 @@ def backward(cfg, params, dlogits, cache, grads, dstate=None):
         grads[f"rnn.bias_hh_l{k}"][...] = drec.get("b_hh", db)
         if "peep" in drec:
             grads[f"rnn.weight_peep_l{k}"][...] = drec["peep"]
-        w_ih = params[f"rnn.weight_ih_l{k}"]
-        if inp is not None:  # the input projection was a GEMM
-            np.matmul(d_flat, inp.T, out=grads[f"rnn.weight_ih_l{k}"])
-            dout = w_ih.T @ d_flat  # (F, T·B): into the layer below, or the embedded characters
-            if k == 0:
-                grads["embedding.weight"][...] = _sum_by_id(dout, ids.reshape(-1), cfg.vocab_size).T
-        else:  # layer 0 through the lookup table
-            dtab = _sum_by_id(d_flat, ids.reshape(-1), cfg.vocab_size)  # (G·H, V)
-            np.matmul(dtab, params["embedding.weight"], out=grads["rnn.weight_ih_l0"])
-            np.matmul(dtab.T, w_ih, out=grads["embedding.weight"])
+        dout = _input_projection_grads(cfg, params, grads, d_flat, inp, ids, k)
     return dstate0
+
+
+def _input_projection_grads(cfg, params, grads, d_flat, inp, ids, k: int = 0):
+    """Gradients of layer k's input projection W_ih · inp from d_flat (G·H, T·B); returns dL/d(inp)
+    (into the layer below) for a GEMM projection. Layer 0 by table lookup (inp None) or GEMM
+    folds its gradient into the embedding."""
+    w_ih = params[f"rnn.weight_ih_l{k}"]
+    if inp is not None:  # the input projection was a GEMM
+        np.matmul(d_flat, inp.T, out=grads[f"rnn.weight_ih_l{k}"])
+        dout = w_ih.T @ d_flat  # (F, T·B): into the layer below, or the embedded characters
+        if k == 0:
+            grads["embedding.weight"][...] = _sum_by_id(dout, ids.reshape(-1), cfg.vocab_size).T
+        return dout
+    dtab = _sum_by_id(d_flat, ids.reshape(-1), cfg.vocab_size)  # (G·H, V): layer 0 through the lookup table
+    np.matmul(dtab, params["embedding.weight"], out=grads["rnn.weight_ih_l0"])
+    np.matmul(dtab.T, w_ih, out=grads["embedding.weight"])
+    return None
 
 
 class CharLM:
@@ -348,7 +387,10 @@ class CharLM:
             state = self.zero_state(1)
         logits, new_state, (_, layers, _) = forward(self.cfg, self.params, x, state, None)
         out = []
-        for _, cache_k, _ in layers:
+        if self.cfg.cell == "jordan":
+            hs = layers[0][1][0]  # per layer (H, T+1, 1)
+            out = [{"h": np.ascontiguousarray(h[:, 1:, 0].T)} for h in hs]
+        for _, cache_k, _ in layers if self.cfg.cell != "jordan" else ():
             q = trace_quantities(self.cfg.cell, cache_k)
             out.append({name: np.ascontiguousarray(a[:, :, 0]) for name, a in q.items()})
         probs = logits - logits.max(axis=0)
@@ -356,8 +398,8 @@ class CharLM:
         probs /= probs.sum(axis=0)
         return out, np.ascontiguousarray(probs.T), new_state
 
-    def stepper(self, batch: int = 1) -> Stepper:
-        return Stepper(self, batch)
+    def stepper(self, batch: int = 1):
+        return jordan.JordanStepper(self, batch) if self.cfg.cell == "jordan" else Stepper(self, batch)
 
 
 class Stepper:

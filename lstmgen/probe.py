@@ -28,8 +28,9 @@ QUANTITIES = {
     "cifg": ("i", "f", "g", "o", "c", "h"),
     "gru": ("r", "z", "n", "h"),
     "rnn": ("h",),
+    "jordan": ("h",),
 }
-GATE_BLOCKS = {"lstm": "ifgo", "peephole": "ifgo", "cifg": "igo", "gru": "rzn", "rnn": "h"}
+GATE_BLOCKS = {"lstm": "ifgo", "peephole": "ifgo", "cifg": "igo", "gru": "rzn", "rnn": "h", "jordan": "h"}
 SIGMOID = frozenset("ifozr")  # values in (0, 1); g, n, h in (−1, 1); c unbounded
 # the gate that keeps the state when it is near 1: an "integrator" unit keeps it there
 KEEP_GATE = {"lstm": "f", "peephole": "f", "cifg": "f", "gru": "z"}

@@ -252,13 +252,17 @@ class Trainer:
         """The carried state of all B rows (with workers: gathered by summing zero-padded blocks)."""
         if self.group.size == 1:
             return self.state
-        buf = np.zeros((len(self.state), len(self.state[0]), self.model.cfg.hidden, self.B),
-                       dtype=self.model.flat.dtype)  # (L, parts, H, B)
-        for k, layer in enumerate(self.state):
-            for j, a in enumerate(layer):
-                buf[k, j][:, self.rows] = a
+        rows = [a.shape[0] for layer in self.state for a in layer]  # each part (rows, this worker's b)
+        buf = np.zeros(sum(rows) * self.B, dtype=self.model.flat.dtype)
+        parts, off = [], 0
+        for n in rows:  # (n, B) views of one flat buffer: one allreduce for everything
+            parts.append(buf[off : off + n * self.B].reshape(n, self.B))
+            off += n * self.B
+        for view, a in zip(parts, (a for layer in self.state for a in layer)):
+            view[:, self.rows] = a
         self.group.allreduce_(buf)
-        return [tuple(buf[k]) for k in range(buf.shape[0])]
+        it = iter(parts)
+        return [tuple(next(it) for _ in layer) for layer in self.state]
 
     # ------------------------------------------------------------------ checkpoints
     def meta(self) -> dict:

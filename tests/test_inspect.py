@@ -52,9 +52,16 @@ def naive_trace(P: dict, cell: str, ids) -> tuple[list[dict], np.ndarray]:
     cs = [np.zeros(H) for _ in range(L)]
     rec = [{q: [] for q in probe.quantities(cell)} for _ in range(L)]
     probs = []
+    y = np.zeros(P["decoder.weight"].shape[0])  # jordan: the previous output, fed back
     for t in ids:
         x = P["embedding.weight"][t]
         for k in range(L):
+            if cell == "jordan" and k == 0:  # reads the previous output y instead of its own h
+                h = np.tanh(P["rnn.weight_ih_l0"] @ x + P["rnn.bias_ih_l0"] + P["rnn.weight_yh_l0"] @ y
+                            + P["rnn.bias_yh_l0"])
+                hs[0] = x = h
+                rec[0]["h"].append(h)
+                continue
             Wi, Wh = P[f"rnn.weight_ih_l{k}"], P[f"rnn.weight_hh_l{k}"]
             bi, bh = P[f"rnn.bias_ih_l{k}"], P[f"rnn.bias_hh_l{k}"]
             h, c = hs[k], cs[k]
@@ -65,7 +72,7 @@ def naive_trace(P: dict, cell: str, ids) -> tuple[list[dict], np.ndarray]:
                 n = np.tanh(gi[2 * H :] + r * gh[2 * H :])
                 h = (1 - z) * n + z * h
                 vals = {"r": r, "z": z, "n": n, "h": h}
-            elif cell == "rnn":
+            elif cell in ("rnn", "jordan"):
                 h = np.tanh(Wi @ x + bi + Wh @ h + bh)
                 vals = {"h": h}
             else:
@@ -92,7 +99,8 @@ def naive_trace(P: dict, cell: str, ids) -> tuple[list[dict], np.ndarray]:
             x = h
         z = P["decoder.weight"] @ x + P["decoder.bias"]
         e = np.exp(z - z.max())
-        probs.append(e / e.sum())
+        y = e / e.sum()
+        probs.append(y)
     return [{q: np.array(v) for q, v in layer.items()} for layer in rec], np.array(probs)
 
 
@@ -121,7 +129,7 @@ def test_export_equals_naive_recomputation(tmp_path, cell):
         np.testing.assert_allclose(z["layer0.f"], 1 - z["layer0.i"], rtol=0, atol=1e-15)
     # the weights were made large enough that the statistics have something to count
     assert any(((z[f"layer{k}.{q}"] > 0.9) | (z[f"layer{k}.{q}"] < 0.1)).any()
-               for k in range(L) for q in names if q in probe.SIGMOID) or cell == "rnn"
+               for k in range(L) for q in names if q in probe.SIGMOID) or cell in ("rnn", "jordan")
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -158,8 +166,8 @@ def test_table_output_has_the_text_and_gate_names(tmp_path, cell):
                  "--probe quotes", "chance"):
         assert word in o, word
     assert "␣" in o and "↵" in o  # the text shown visibly in the table
-    if cell != "rnn":
-        assert "gate saturation" in o and ("integrators" in o) == (cell != "rnn")
+    if cell not in ("rnn", "jordan"):  # (no sigmoid gates to saturate)
+        assert "gate saturation" in o and "integrators" in o
     blocks = probe.GATE_BLOCKS[cell]
     if len(blocks) > 1:
         assert all(f"W_{g}" in o for g in blocks)
@@ -168,7 +176,7 @@ def test_table_output_has_the_text_and_gate_names(tmp_path, cell):
     # a narrow terminal: the row essentials stay, what does not fit is named
     r = run("inspect", ck, "--text", TEXT, "--rows", "3", "--top-units", "3", columns=60)
     assert r.exit_code == 0, r.output
-    if cell != "rnn":
+    if cell not in ("rnn", "jordan"):
         assert "narrow terminal" in r.output
     assert all(len(line) <= 60 for line in r.output.splitlines())
     assert " bits" in r.output and " next " in r.output

@@ -200,6 +200,10 @@ def inspect(
         product.print(table)
         if note:
             product.print(Text(note, style="dim"))
+        if cfg.cell == "jordan":
+            product.print(Text("jordan: layer 0 reads no state of its own; at each character it reads the "
+                               "distribution of the row above (the guesses the model made before this "
+                               "character), fed back as y", style="dim"))
         if start + rows < trace.T:
             product.print(Text(f"rows {start}–{min(trace.T, start + rows) - 1} of {trace.T}; --start and --rows "
                                "show others", style="dim"))

@@ -1,0 +1,163 @@
+"""The Jordan network: the model's own previous output is read back in at the next step.
+
+Layer 0 (Jordan 1986):   h⁰_t = tanh(W_ih x_t + b_ih + W_yh y_{t−1} + b_yh)
+layers k ≥ 1 (Elman):    hᵏ_t = tanh(W_ih hᵏ⁻¹_t + b_ih + W_hh hᵏ_{t−1} + b_hh)
+output:                  y_t = softmax(W_dec · drop(h^{L−1}_t) + b_dec)
+
+y_{t−1} is the next-character distribution the model gave at the previous step — the same one
+the loss at t−1 scores, computed from the same dropout-masked top state (zeros before the first
+character of a text, carried across training batches like any state). Because layer 0 at t needs
+the top layer at t−1, the whole stack runs step by step (no layer-at-a-time sequence pass), and
+backpropagation goes through the feedback exactly: the gradient reaching y_{t−1} enters the
+logits at t−1 through the softmax's Jacobian, dz = y ⊙ (dy − ⟨y, dy⟩), and adds to the loss's.
+
+Notation as in ``model``: B batch, T time, E embedding, H hidden, V vocabulary, L layers.
+State per layer: layer 0 (h (H, B), y (V, B)); layers k ≥ 1 (h (H, B),).
+Parameters: rnn.weight_ih_l0 (H, E), rnn.weight_yh_l0 (H, V), rnn.bias_ih_l0, rnn.bias_yh_l0 (H,);
+layers k ≥ 1 the rnn keys; embedding and decoder as for every model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _softmax_(z: np.ndarray) -> np.ndarray:
+    """Column-wise softmax of z (V, B), in place."""
+    z -= z.max(axis=0)
+    np.exp(z, out=z)
+    z /= z.sum(axis=0)
+    return z
+
+
+def forward(cfg, params, x0: np.ndarray, state, masks):
+    """Step by step over T characters.
+
+    x0     (H, T, B) layer 0's input projection of every character, b_ih + b_yh included
+    state  [(h0, y), (h1,), …]
+    masks  per layer a dropout mask (H, T, B) (already scaled by 1/(1 − p)), or None
+    returns (logits (V, T·B) with column t·B + b, new state, cache)
+    """
+    H, T, B = x0.shape
+    L, V = cfg.layers, cfg.vocab_size
+    dt = x0.dtype
+    w_yh, w_dec, b_dec = params["rnn.weight_yh_l0"], params["decoder.weight"], params["decoder.bias"][:, None]
+    hs = [np.empty((H, T + 1, B), dtype=dt) for _ in range(L)]  # slot 0: the initial state
+    tops = [np.empty((H, T, B), dtype=dt) for _ in range(L)]  # each layer's output after dropout
+    ys = np.empty((V, T + 1, B), dtype=dt)  # slot 0: y before the first character; slot t+1: y_t
+    logits = np.empty((V, T, B), dtype=dt)
+    for k in range(L):
+        hs[k][:, 0] = state[k][0]
+    ys[:, 0] = state[0][1]
+    a = np.empty((H, B), dtype=dt)
+    for t in range(T):
+        np.matmul(w_yh, ys[:, t], out=a)  # the fed-back output
+        a += x0[:, t]
+        h = np.tanh(a, out=hs[0][:, t + 1])
+        out = np.multiply(h, masks[0][:, t], out=tops[0][:, t]) if masks else _copy(h, tops[0][:, t])
+        for k in range(1, L):
+            np.matmul(params[f"rnn.weight_ih_l{k}"], out, out=a)
+            a += np.matmul(params[f"rnn.weight_hh_l{k}"], hs[k][:, t])
+            a += params[f"rnn.bias_ih_l{k}"][:, None]
+            a += params[f"rnn.bias_hh_l{k}"][:, None]
+            h = np.tanh(a, out=hs[k][:, t + 1])
+            out = np.multiply(h, masks[k][:, t], out=tops[k][:, t]) if masks else _copy(h, tops[k][:, t])
+        z = np.matmul(w_dec, out, out=logits[:, t])
+        z += b_dec
+        _softmax_(_copy(z, ys[:, t + 1]))
+    new_state = [(hs[0][:, T].copy(), ys[:, T].copy())] + [(hs[k][:, T].copy(),) for k in range(1, L)]
+    return logits.reshape(V, T * B), new_state, (hs, tops, ys, masks)
+
+
+def _copy(src, dst):
+    dst[...] = src
+    return dst
+
+
+def backward(cfg, params, dlogits: np.ndarray, cache, grads: dict, dstate=None):
+    """Backward of ``forward``.
+
+    dlogits (V, T·B): the loss's gradient w.r.t. the logits ((y − onehot)/N); the feedback's part
+    is added here. Fills grads for every layer's recurrent weights and the decoder, and returns
+    (d_x0 (H, T·B) for layer 0's input projection, dL/d(state0)).
+    """
+    hs, tops, ys, masks = cache
+    H, T1, B = hs[0].shape
+    T, L, V = T1 - 1, cfg.layers, cfg.vocab_size
+    dt = hs[0].dtype
+    D = dlogits.reshape(V, T, B)  # becomes the full dL/dlogits, step by step
+    w_yh, w_dec = params["rnn.weight_yh_l0"], params["decoder.weight"]
+    das = [np.empty((H, T, B), dtype=dt) for _ in range(L)]  # dL/d(pre-activation) per layer and step
+    zero_h = np.zeros((H, B), dtype=dt)
+    dh_rec = [zero_h.copy() if dstate is None else dstate[k][0].astype(dt, copy=True) for k in range(L)]
+    dy = np.zeros((V, B), dtype=dt) if dstate is None else dstate[0][1].astype(dt, copy=True)
+    for t in range(T - 1, -1, -1):
+        y = ys[:, t + 1]
+        dz = D[:, t]
+        dz += y * (dy - np.sum(y * dy, axis=0))  # through the softmax that fed y_t back
+        dh = w_dec.T @ dz  # into the top layer's (dropped-out) output
+        for k in range(L - 1, -1, -1):
+            if masks:
+                dh *= masks[k][:, t]
+            dh += dh_rec[k]  # from step t+1 (layer 0: only the final state's gradient, at t = T−1)
+            h = hs[k][:, t + 1]
+            da = np.multiply(dh, 1.0 - h * h, out=das[k][:, t])  # tanh' = 1 − h²
+            if k > 0:
+                dh_rec[k] = params[f"rnn.weight_hh_l{k}"].T @ da
+                dh = params[f"rnn.weight_ih_l{k}"].T @ da  # into the layer below
+            else:
+                dh_rec[0] = zero_h  # h⁰ is not read at the next step; y is
+                dy = w_yh.T @ da  # into y_{t−1}
+    flat = lambda a: a.reshape(a.shape[0], -1)  # noqa: E731 -- (F, T, B) → (F, T·B)
+    top = tops[L - 1]
+    np.matmul(flat(D), flat(top).T, out=grads["decoder.weight"])
+    np.sum(flat(D), axis=1, out=grads["decoder.bias"])
+    np.matmul(flat(das[0]), flat(ys[:, :T]).T, out=grads["rnn.weight_yh_l0"])
+    np.sum(flat(das[0]), axis=1, out=grads["rnn.bias_yh_l0"])
+    for k in range(1, L):
+        d = flat(das[k])
+        np.matmul(d, flat(hs[k][:, :T]).T, out=grads[f"rnn.weight_hh_l{k}"])
+        np.matmul(d, flat(tops[k - 1]).T, out=grads[f"rnn.weight_ih_l{k}"])
+        np.sum(d, axis=1, out=grads[f"rnn.bias_ih_l{k}"])
+        grads[f"rnn.bias_hh_l{k}"][...] = grads[f"rnn.bias_ih_l{k}"]
+    dstate0 = [(np.zeros((H, B), dtype=dt), dy)] + [(dh_rec[k],) for k in range(1, L)]
+    return flat(das[0]), dstate0
+
+
+class JordanStepper:
+    """One-step generation for the Jordan network: the state holds each layer's h and layer 0's y."""
+
+    def __init__(self, model, batch: int = 1):
+        from lstmgen.model import input_table  # (model imports this module)
+
+        cfg, p = model.cfg, model.params
+        self.cfg, self.p, self.batch = cfg, p, batch
+        self.table = np.ascontiguousarray(input_table(cfg, p).T)  # (V, H): a row per id, biases in
+        self.h = [np.zeros((cfg.hidden, batch), dtype=cfg.np_dtype) for _ in range(cfg.layers)]
+        self.y = np.zeros((cfg.vocab_size, batch), dtype=cfg.np_dtype)
+        self.logits_buf = np.empty((cfg.vocab_size, batch), dtype=cfg.np_dtype)
+
+    @property
+    def state(self):
+        return [(self.h[0], self.y)] + [(h,) for h in self.h[1:]]
+
+    def reset(self, state=None) -> None:
+        for k, h in enumerate(self.h):
+            h[...] = 0.0 if state is None else state[k][0]
+        self.y[...] = 0.0 if state is None else state[0][1]
+
+    def step(self, ids) -> np.ndarray:
+        """Feed ids (B,) (or one int at B = 1); return the next-character logits (B, V)."""
+        p = self.p
+        x0 = self.table[ids][:, None] if isinstance(ids, int) else self.table[np.asarray(ids).reshape(self.batch)].T
+        a = p["rnn.weight_yh_l0"] @ self.y + x0
+        np.tanh(a, out=self.h[0])
+        for k in range(1, self.cfg.layers):
+            a = p[f"rnn.weight_ih_l{k}"] @ self.h[k - 1] + p[f"rnn.weight_hh_l{k}"] @ self.h[k]
+            a += (p[f"rnn.bias_ih_l{k}"] + p[f"rnn.bias_hh_l{k}"])[:, None]
+            np.tanh(a, out=self.h[k])
+        np.matmul(p["decoder.weight"], self.h[-1], out=self.logits_buf)
+        self.logits_buf += p["decoder.bias"][:, None]
+        self.y[...] = self.logits_buf
+        _softmax_(self.y)  # what is fed back at the next step
+        return self.logits_buf.T
