@@ -270,7 +270,7 @@ class Trainer:
         return {
             "lstmgen_version": __version__,
             "vocab": self.vocab.chars,
-            "model": {k: getattr(cfg, k) for k in MODEL_KEYS},
+            "model": {**{k: getattr(cfg, k) for k in MODEL_KEYS}, "direction": "fwd"},
             "train": {
                 **asdict(self.opts),
                 "step": self.step, "epoch": self.epoch, "batch": self.batch,

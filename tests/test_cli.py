@@ -286,3 +286,19 @@ def test_threads_option_sets_the_blas_thread_count(corpus, tmp_path):
         assert get_threads() == 2
     finally:
         set_threads(before)
+
+
+def test_direction_is_fwd_in_the_checkpoint_and_eval_and_bi_is_refused(tmp_path):
+    import numpy as np
+
+    corpus = tmp_path / "t.txt"
+    corpus.write_text("abc abd abe\n" * 50, encoding="utf-8")
+    r = runner.invoke(app, ["train", str(corpus), "--out", str(tmp_path / "r"), "--hidden", "8", "--embed", "4",
+                            "--max-steps", "2", "--batch-size", "2", "--seq-len", "8", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    with np.load(tmp_path / "r" / "latest.npz") as z:
+        assert json.loads(str(z["meta.json"]))["model"]["direction"] == "fwd"
+    r = runner.invoke(app, ["eval", str(tmp_path / "r"), str(corpus), "--json"])
+    assert json.loads(r.stdout)["direction"] == "fwd"
+    r = runner.invoke(app, ["train", str(corpus), "--out", str(tmp_path / "b"), "--direction", "bi"])
+    assert r.exit_code == 2 and "--direction" in r.stderr and not (tmp_path / "b").exists()

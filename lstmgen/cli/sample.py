@@ -104,7 +104,8 @@ def eval_cmd(
     if len(ids) < 2:
         raise CorpusError(f"eval file {file} needs at least 2 characters, it has {len(ids)}")
     loss = evaluate_ids(model, ids, streams=1, chunk=1024)
-    result = {"loss": loss, "bpc": loss / LN2, "perplexity": math.exp(loss), "chars": len(text)}
+    result = {"loss": loss, "bpc": loss / LN2, "perplexity": math.exp(loss), "chars": len(text),
+              "direction": ck.meta["model"].get("direction", "fwd")}
     if as_json:
         print(json.dumps(result))
         return

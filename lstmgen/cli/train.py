@@ -48,6 +48,9 @@ def train(
                                              "hidden ones skipped). (default *.txt)", rich_help_panel=P_DATA)] = None,
     cell: Annotated[str | None, typer.Option(help=f"Recurrent cell: {', '.join(CELL_TYPES)}. (default {D.cell})",
                                              rich_help_panel=P_MODEL)] = None,
+    direction: Annotated[str | None, typer.Option(help="fwd: a left-to-right language model (bidirectional "
+                                                  "cloze models are not in this version). (default fwd)",
+                                                  rich_help_panel=P_MODEL)] = None,
     layers: Annotated[int | None, typer.Option(min=1, help=f"Stacked layers. (default {D.layers})",
                                                rich_help_panel=P_MODEL)] = None,
     hidden: Annotated[int | None, typer.Option(min=1, help=f"Hidden units per layer. (default {D.hidden})",
@@ -124,6 +127,9 @@ def train(
         if world is not None and workers not in (None, world.size):
             raise ConfigError(f"--workers {workers} under mpiexec -n {world.size}: the MPI ranks are the "
                               "workers (leave --workers out, or make it equal)")
+        if direction not in (None, "fwd"):
+            raise typer.BadParameter(f"{direction!r}: this version trains left-to-right (fwd) models only; "
+                                     "bidirectional cloze models are not available yet", param_hint="--direction")
         trainer = _build_trainer(corpus or None, glob, resume, init_from, out_dir, given)
     except BaseException as e:
         if world is not None:  # the other ranks end quietly with the same status; this one says why
