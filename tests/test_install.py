@@ -34,6 +34,9 @@ def test_a_built_wheel_trains_on_the_bundled_corpus_from_anywhere(tmp_path):
     assert "training on default.txt" in r.stderr and "site-packages" not in r.stderr
     with np.load(elsewhere / "run" / "latest.npz") as z:
         assert "embedding.weight" in z.files
+    r = subprocess.run([str(env_dir / "bin" / "lstmgen"), "inspect", "run", "--html", "x.html", "--rows", "2"],
+                       cwd=elsewhere, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and (elsewhere / "x.html").stat().st_size > 10_000, r.stderr  # the page ships too
     where = subprocess.run([str(py), "-c", "import lstmgen.text as t; print(t.DEFAULT_CORPUS)"],
                            cwd=elsewhere, capture_output=True, text=True, timeout=60)
     assert "site-packages" in where.stdout and str(ROOT) not in where.stdout, where.stdout
