@@ -106,19 +106,33 @@ def runs_cmd(
                   caption="val bpc: best validation loss in bits per character; c/s: training characters per second "
                           "(last logged); age: since the last checkpoint", caption_justify="left")
     table.box, table.pad_edge = box.SIMPLE_HEAD, False
-    for col, just in (("run", "left"), ("model", "left"), ("params", "right"), ("steps", "right"),
-                      ("val bpc", "right"), ("c/s", "right"), ("corpus", "left"), ("age", "right")):
-        table.add_column(col, justify=just, no_wrap=col not in ("run", "corpus"), overflow="fold",
-                         min_width=6 if col in ("run", "corpus") else None)
     now = time.time()
+    rows = []
     for s in found:
         model = (f"{s.cell}{' bi' if s.direction == 'bi' else ''} {s.layers}×{s.hidden}" if s.cell
                  else f"[yellow]{escape(s.problem or '?')}[/]")
-        table.add_row(escape(s.run), model, f"{s.params:,}" if s.params else "-", _n(s.step),
-                      f"{s.best_val_bpc:.3f}" if s.best_val_bpc is not None else "-",
-                      f"{s.chars_per_sec:,.0f}" if s.chars_per_sec else "-", escape(s.corpus or "-"),
-                      _ago(now - s.modified) if s.modified else "-")
+        rows.append((escape(_shown_path(Path(s.run), directory)), model, f"{s.params:,}" if s.params else "-",
+                     _n(s.step), f"{s.best_val_bpc:.3f}" if s.best_val_bpc is not None else "-",
+                     f"{s.chars_per_sec:,.0f}" if s.chars_per_sec else "-", escape(s.corpus or "-"),
+                     _ago(now - s.modified) if s.modified else "-"))
+    for k, (col, just) in enumerate((("run", "left"), ("model", "left"), ("params", "right"), ("steps", "right"),
+                                     ("val bpc", "right"), ("c/s", "right"), ("corpus", "left"), ("age", "right"))):
+        natural = max([len(col)] + [len(Text.from_markup(r[k]).plain) for r in rows])
+        if col == "corpus":  # the one column that gives way in a narrow terminal (cut with …)
+            table.add_column(col, justify=just, overflow="ellipsis", max_width=20)
+        else:
+            table.add_column(col, justify=just, no_wrap=True, min_width=natural)
+    for r in rows:
+        table.add_row(*r)
     out.print(table)
+
+
+def _shown_path(run: Path, root: Path) -> str:
+    """A run's path as the table shows it: relative to the directory listed, when it is below it."""
+    try:
+        return str(run.relative_to(root)) if run != root else str(run)
+    except ValueError:
+        return str(run)
 
 
 def _n(v) -> str:
