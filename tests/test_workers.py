@@ -191,10 +191,12 @@ def test_sigint_stops_every_worker_at_the_same_step_and_saves(corpus, tmp_path, 
     assert step >= 1 and weights(run)  # one consistent latest.npz, loadable
 
 
-def test_sigterm_saves_and_exits_143(corpus, tmp_path):
+def test_sigterm_saves_and_exits_143_and_a_second_writer_is_refused_meanwhile(corpus, tmp_path):
     run = tmp_path / "run"
     p = popen("train", corpus, "--out", run, *LONG)
     kids = wait_for_workers(p, run, 2)
+    second = cli("train", "--resume", run, "--max-steps", "100000", "--workers", "2")
+    assert second.returncode == 1 and "in use by another lstmgen train" in second.stderr
     os.kill(p.pid, signal.SIGTERM)
     _, err = p.communicate(timeout=30)
     assert p.returncode == 143, err
