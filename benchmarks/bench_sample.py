@@ -40,6 +40,15 @@ def ours_block(model, n, **kw):
     return n / (time.perf_counter() - t0)
 
 
+def sharpened_model(name: str, sharpen: float) -> CharLM:
+    """A random model of config ``name`` whose decoder is scaled so its guesses are peaked like a trained one's."""
+    cell, L, H, E = CONFIGS[name]
+    model = CharLM(ModelConfig(vocab_size=len(VOCAB), cell=cell, layers=L, hidden=H, embed=E))
+    model.params["decoder.weight"] *= sharpen
+    model.params["decoder.bias"] *= sharpen
+    return model
+
+
 def many_block(model, n, rows, **kw):
     """Total chars/s of ``rows`` samples of n characters generated as one batch."""
     t0 = time.perf_counter()
@@ -53,10 +62,7 @@ def batch_main(args):
     print(f"numpy {np.__version__}, {args.blocks} blocks × {args.chars} chars per sample, {args.batch} samples")
     print(f"{'config':7} {'variant':28} {'batch 1 c/s':>12} {f'batch {args.batch} c/s':>13} {'gain':>6}")
     for name in args.configs:
-        cell, L, H, E = CONFIGS[name]
-        model = CharLM(ModelConfig(vocab_size=len(VOCAB), cell=cell, layers=L, hidden=H, embed=E))
-        model.params["decoder.weight"] *= args.sharpen
-        model.params["decoder.bias"] *= args.sharpen
+        model = sharpened_model(name, args.sharpen)
         for label, kw in {"temperature 1": {}, "temperature 0.8, top-k 10": {"temperature": 0.8, "top_k": 10},
                           "greedy": {"temperature": 0.0}}.items():
             ours_block(model, 100, **kw)
@@ -109,9 +115,7 @@ def main():
     print(f"{'config':7} {'variant':28} {'lstmgen c/s':>12} {'torch c/s':>10} {'ratio':>7} {'filter cost':>12}")
     for name in args.configs:
         cell, L, H, E = CONFIGS[name]
-        model = CharLM(ModelConfig(vocab_size=len(VOCAB), cell=cell, layers=L, hidden=H, embed=E))
-        model.params["decoder.weight"] *= args.sharpen
-        model.params["decoder.bias"] *= args.sharpen
+        model = sharpened_model(name, args.sharpen)
         text = "".join(generate(model, VOCAB, 400, prime="A", rng=np.random.default_rng(1)))
         logits, _ = model.logits(VOCAB.encode(text)[None], model.zero_state(1))
         p = np.exp(logits[0] - logits[0].max(-1, keepdims=True))
