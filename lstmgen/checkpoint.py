@@ -42,11 +42,9 @@ class Checkpoint:
 
 def config_from_meta(meta: dict) -> ModelConfig:
     m = meta["model"]
-    if m.get("direction", "fwd") != "fwd":
-        raise ConfigError(f"a {m.get('direction')!r} model: this lstmgen reads left-to-right (fwd) models only")
     return ModelConfig(vocab_size=len(meta["vocab"]), cell=m["cell"], layers=int(m["layers"]),
                        hidden=int(m["hidden"]), embed=int(m["embed"]), dropout=float(m["dropout"]),
-                       dtype=m.get("dtype", "float32"))
+                       dtype=m.get("dtype", "float32"), direction=m.get("direction", "fwd"))
 
 
 def resolve(path: str | Path) -> Path:

@@ -60,10 +60,13 @@ def check(model: CharLM, x: np.ndarray, y: np.ndarray, state, w_final, samples: 
     ``samples``: at most this many elements per tensor (chosen at random); None checks all.
     """
     rng = rng or np.random.default_rng(0)
-    _, grads, _, dstate0 = model.loss_and_grads(x, y, state, dstate=w_final)
+    # a bidirectional model predicts x itself from both sides (no right context beyond x)
+    loss_and_grads = ((lambda s, **kw: model.cloze_loss_and_grads(x, None, s, **kw)) if model.cfg.direction == "bi"
+                      else (lambda s, **kw: model.loss_and_grads(x, y, s, **kw)))
+    _, grads, _, dstate0 = loss_and_grads(state, dstate=w_final)
 
     def objective() -> float:
-        loss, _, final, _ = model.loss_and_grads(x, y, state)
+        loss, _, final, _ = loss_and_grads(state)
         return loss + sum(float(np.sum(w * s)) for ws, ss in zip(w_final, final) for w, s in zip(ws, ss))
 
     targets = [(name, p, grads[name]) for name, p in model.params.items()]

@@ -44,6 +44,7 @@ class ModelConfig:
     embed: int = 64
     dropout: float = 0.0
     dtype: str = "float32"
+    direction: str = "fwd"  # "fwd": left-to-right language model; "bi": bidirectional cloze model (``cloze``)
 
     def __post_init__(self):
         if self.cell not in CELL_TYPES:
@@ -55,6 +56,11 @@ class ModelConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if self.direction not in ("fwd", "bi"):
+            raise ConfigError(f"direction must be fwd or bi, got {self.direction!r}")
+        if self.direction == "bi" and self.cell == "jordan":
+            raise ConfigError("--cell jordan --direction bi: a Jordan network reads its own previous output, which "
+                              "needs one direction; choose another cell or --direction fwd")
 
     @property
     def gates(self) -> int:
@@ -70,21 +76,32 @@ class ModelConfig:
 
 def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Names and shapes of every parameter, in a fixed order."""
-    GH, H = cfg.gates * cfg.hidden, cfg.hidden
+    H = cfg.hidden
     shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (cfg.vocab_size, cfg.embed)}
+    for sfx in SUFFIXES[cfg.direction]:  # a bidirectional model: the backward stack's keys end in _reverse
+        shapes.update(_stack_shapes(cfg, sfx))
+    shapes["decoder.weight"] = (cfg.vocab_size, H * (2 if cfg.direction == "bi" else 1))
+    shapes["decoder.bias"] = (cfg.vocab_size,)
+    return shapes
+
+
+SUFFIXES = {"fwd": ("",), "bi": ("", "_reverse")}
+
+
+def _stack_shapes(cfg: ModelConfig, sfx: str) -> dict[str, tuple[int, ...]]:
+    GH, H = cfg.gates * cfg.hidden, cfg.hidden
+    shapes: dict[str, tuple[int, ...]] = {}
     for k in range(cfg.layers):
         if cfg.cell == "jordan" and k == 0:  # reads the previous output y (V) instead of its own h
             shapes.update({"rnn.weight_ih_l0": (H, cfg.embed), "rnn.weight_yh_l0": (H, cfg.vocab_size),
                            "rnn.bias_ih_l0": (H,), "rnn.bias_yh_l0": (H,)})
             continue
-        shapes[f"rnn.weight_ih_l{k}"] = (GH, cfg.embed if k == 0 else H)
-        shapes[f"rnn.weight_hh_l{k}"] = (GH, H)
-        shapes[f"rnn.bias_ih_l{k}"] = (GH,)
-        shapes[f"rnn.bias_hh_l{k}"] = (GH,)
+        shapes[f"rnn.weight_ih_l{k}{sfx}"] = (GH, cfg.embed if k == 0 else H)
+        shapes[f"rnn.weight_hh_l{k}{sfx}"] = (GH, H)
+        shapes[f"rnn.bias_ih_l{k}{sfx}"] = (GH,)
+        shapes[f"rnn.bias_hh_l{k}{sfx}"] = (GH,)
         if cfg.cell == "peephole":
-            shapes[f"rnn.weight_peep_l{k}"] = (3, H)
-    shapes["decoder.weight"] = (cfg.vocab_size, H)
-    shapes["decoder.bias"] = (cfg.vocab_size,)
+            shapes[f"rnn.weight_peep_l{k}{sfx}"] = (3, H)
     return shapes
 
 
@@ -112,38 +129,39 @@ def init_params(cfg: ModelConfig, params: dict, rng: np.random.Generator) -> Non
             p[...] = rng.standard_normal(p.shape)
         else:
             p[...] = rng.uniform(-k, k, p.shape)
-    for layer in range(cfg.layers if cfg.cell in ("lstm", "peephole", "cifg") else 0):
-        b_ih, b_hh = params[f"rnn.bias_ih_l{layer}"], params[f"rnn.bias_hh_l{layer}"]
+    for layer, sfx in ((k, s) for k in range(cfg.layers if cfg.cell in ("lstm", "peephole", "cifg") else 0)
+                       for s in SUFFIXES[cfg.direction]):
+        b_ih, b_hh = params[f"rnn.bias_ih_l{layer}{sfx}"], params[f"rnn.bias_hh_l{layer}{sfx}"]
         if cfg.cell in ("lstm", "peephole"):
             b_ih[H : 2 * H], b_hh[H : 2 * H] = 1.0, 0.0
         elif cfg.cell == "cifg":
             b_ih[:H], b_hh[:H] = -1.0, 0.0
 
 
-def _rec_params(cfg: ModelConfig, params: dict, k: int) -> dict:
-    rec = {"w_hh": params[f"rnn.weight_hh_l{k}"]}
+def _rec_params(cfg: ModelConfig, params: dict, k: int, sfx: str = "") -> dict:
+    rec = {"w_hh": params[f"rnn.weight_hh_l{k}{sfx}"]}
     if cfg.cell == "gru":
-        rec["b_hh"] = params[f"rnn.bias_hh_l{k}"]
+        rec["b_hh"] = params[f"rnn.bias_hh_l{k}{sfx}"]
     if cfg.cell == "peephole":
-        rec["peep"] = params[f"rnn.weight_peep_l{k}"]
+        rec["peep"] = params[f"rnn.weight_peep_l{k}{sfx}"]
     return rec
 
 
-def _input_bias(cfg: ModelConfig, params: dict, k: int) -> np.ndarray:
+def _input_bias(cfg: ModelConfig, params: dict, k: int, sfx: str = "") -> np.ndarray:
     """The bias added to the input projection: b_ih + b_hh (GRU: b_hn stays in the cell; Jordan
     layer 0: b_ih + b_yh)."""
     if cfg.cell == "jordan" and k == 0:
         return params["rnn.bias_ih_l0"] + params["rnn.bias_yh_l0"]
-    b = params[f"rnn.bias_ih_l{k}"] + params[f"rnn.bias_hh_l{k}"]
+    b = params[f"rnn.bias_ih_l{k}{sfx}"] + params[f"rnn.bias_hh_l{k}{sfx}"]
     if cfg.cell == "gru":
-        b[2 * cfg.hidden :] = params[f"rnn.bias_ih_l{k}"][2 * cfg.hidden :]
+        b[2 * cfg.hidden :] = params[f"rnn.bias_ih_l{k}{sfx}"][2 * cfg.hidden :]
     return b  # (G·H,)
 
 
-def input_table(cfg: ModelConfig, params: dict) -> np.ndarray:
+def input_table(cfg: ModelConfig, params: dict, sfx: str = "") -> np.ndarray:
     """(G·H, V): the first layer's input projection of every character, bias included."""
-    table = params["rnn.weight_ih_l0"] @ params["embedding.weight"].T  # (G·H, V)
-    table += _input_bias(cfg, params, 0)[:, None]
+    table = params[f"rnn.weight_ih_l0{sfx}"] @ params["embedding.weight"].T  # (G·H, V)
+    table += _input_bias(cfg, params, 0, sfx)[:, None]
     return table
 
 
@@ -169,39 +187,57 @@ def forward(cfg, params, x, state, rng=None):
     rng    a numpy Generator for dropout masks, or None for evaluation (no dropout)
     returns (logits (V, T·B) with column t·B + b, new state, cache for ``backward``)
     """
-    spec = CELLS.get(cfg.cell)
     ids = np.ascontiguousarray(x.T)  # (T, B)
     T, B = ids.shape
-    if _lookup(cfg, T * B):  # layer 0's input projection: its (G·H, V) table gathered by id
-        xp = np.take(input_table(cfg, params), ids, axis=1)  # (G·H, T, B)
-        inp = None
-    else:  # a large vocabulary: layer 0's input is the embedded characters, projected below
-        inp = params["embedding.weight"][ids.reshape(-1)].T  # (E, T·B)
     p = cfg.dropout if rng is not None else 0.0
     if cfg.cell == "jordan":  # the whole stack step by step (layer 0 reads the previous output)
+        xp, inp = _layer0_input(cfg, params, ids, "")
         if inp is not None:
             xp = (params["rnn.weight_ih_l0"] @ inp + _input_bias(cfg, params, 0)[:, None]).reshape(-1, T, B)
         masks = [_dropout_mask(rng, (cfg.hidden, T, B), p, cfg.np_dtype) for _ in range(cfg.layers)] if p else None
         logits, new_state, jcache = jordan.forward(cfg, params, xp, state, masks)
         return logits, new_state, (ids, [(inp, jcache, None)], None)
+    top, _, new_state, layers = stack_forward(cfg, params, ids, state, rng)
+    logits = params["decoder.weight"] @ top  # (V, T·B)
+    logits += params["decoder.bias"][:, None]
+    return logits, new_state, (ids, layers, top)
+
+
+def _layer0_input(cfg, params, ids: np.ndarray, sfx: str):
+    """Layer 0's input: its projection gathered from the (G·H, V) table (xp (G·H, T, B), None), or for a
+    large vocabulary the embedded characters (None, inp (E, T·B)) to be projected by a GEMM."""
+    T, B = ids.shape
+    if _lookup(cfg, T * B):
+        return np.take(input_table(cfg, params, sfx), ids, axis=1), None
+    return None, params["embedding.weight"][ids.reshape(-1)].T
+
+
+def stack_forward(cfg, params, ids: np.ndarray, state, rng=None, sfx: str = "", mask_top: bool = True):
+    """The stacked cells over ids (T, B) (one direction; ``sfx`` picks the stack's keys).
+
+    Returns (the top layer's output (H, T·B), dropout-masked when ``mask_top``; the top layer's
+    output buffer (H, T+1, B) with the initial state in slot 0; the new state; per-layer caches).
+    """
+    spec = CELLS[cfg.cell]
+    T, B = ids.shape
+    p = cfg.dropout if rng is not None else 0.0
+    xp, inp = _layer0_input(cfg, params, ids, sfx)
     new_state, layers = [], []
     for k in range(cfg.layers):
         if inp is not None:  # inp (F, T·B): the embedded characters or the layer below's output
-            xp = params[f"rnn.weight_ih_l{k}"] @ inp  # (G·H, T·B): one GEMM for all steps
-            xp += _input_bias(cfg, params, k)[:, None]
+            xp = params[f"rnn.weight_ih_l{k}{sfx}"] @ inp  # (G·H, T·B): one GEMM for all steps
+            xp += _input_bias(cfg, params, k, sfx)[:, None]
             xp = xp.reshape(-1, T, B)
-        hbuf, st, cache = spec.forward(xp, state[k], _rec_params(cfg, params, k))
+        hbuf, st, cache = spec.forward(xp, state[k], _rec_params(cfg, params, k, sfx))
         new_state.append(st)
         out = hbuf[:, 1:]  # (H, T, B)
         mask = None
-        if p > 0.0:
+        if p > 0.0 and (mask_top or k < cfg.layers - 1):
             mask = _dropout_mask(rng, out.shape, p, cfg.np_dtype)
             out = out * mask
         layers.append((inp, cache, mask))
         inp = flat(out)
-    logits = params["decoder.weight"] @ inp  # (V, T·B)
-    logits += params["decoder.bias"][:, None]
-    return logits, new_state, (ids, layers, inp)
+    return inp, hbuf, new_state, layers
 
 
 def _dropout_mask(rng, shape: tuple[int, ...], p: float, dtype) -> np.ndarray:
@@ -269,18 +305,25 @@ def backward(cfg, params, dlogits, cache, grads, dstate=None):
     dlogits (V, T·B); dstate: per layer, gradient w.r.t. the final state (None = zeros).
     """
     ids, layers, top = cache
-    T, B = ids.shape
-    H = cfg.hidden
     if cfg.cell == "jordan":
         inp, jcache, _ = layers[0]
         d_flat, dstate0 = jordan.backward(cfg, params, dlogits, jcache, grads, dstate)
         np.sum(d_flat, axis=1, out=grads["rnn.bias_ih_l0"])
         _input_projection_grads(cfg, params, grads, d_flat, inp, ids)
         return dstate0
-    spec = CELLS[cfg.cell]
     np.matmul(dlogits, top.T, out=grads["decoder.weight"])
     np.sum(dlogits, axis=1, out=grads["decoder.bias"])
     dout = params["decoder.weight"].T @ dlogits  # (H, T·B)
+    return stack_backward(cfg, params, dout, layers, ids, grads, dstate)
+
+
+def stack_backward(cfg, params, dout, layers, ids, grads, dstate=None, sfx: str = "", add_embedding: bool = False):
+    """Backward of ``stack_forward`` from dout (H, T·B), the gradient w.r.t. the top layer's output
+    (after its mask, if it had one); fills the stack's gradients (``add_embedding``: adds to the
+    embedding's instead of setting it) and returns dL/d(state0)."""
+    spec = CELLS[cfg.cell]
+    T, B = ids.shape
+    H = cfg.hidden
     dstate0 = [None] * cfg.layers
     for k in range(cfg.layers - 1, -1, -1):
         inp, cache_k, mask = layers[k]
@@ -291,30 +334,35 @@ def backward(cfg, params, dlogits, cache, grads, dstate=None):
         else:  # truncated BPTT: the final state does not affect the loss
             dst = tuple(np.zeros((H, B), dtype=dout.dtype) for _ in range(spec.n_states))
         d_flat, dstate0[k], drec = spec.backward(dout.reshape(H, T, B), dst, cache_k)  # d_flat (G·H, T·B)
-        grads[f"rnn.weight_hh_l{k}"][...] = drec["w_hh"]
-        db = grads[f"rnn.bias_ih_l{k}"]
+        grads[f"rnn.weight_hh_l{k}{sfx}"][...] = drec["w_hh"]
+        db = grads[f"rnn.bias_ih_l{k}{sfx}"]
         np.sum(d_flat, axis=1, out=db)
-        grads[f"rnn.bias_hh_l{k}"][...] = drec.get("b_hh", db)
+        grads[f"rnn.bias_hh_l{k}{sfx}"][...] = drec.get("b_hh", db)
         if "peep" in drec:
-            grads[f"rnn.weight_peep_l{k}"][...] = drec["peep"]
-        dout = _input_projection_grads(cfg, params, grads, d_flat, inp, ids, k)
+            grads[f"rnn.weight_peep_l{k}{sfx}"][...] = drec["peep"]
+        dout = _input_projection_grads(cfg, params, grads, d_flat, inp, ids, k, sfx, add_embedding)
     return dstate0
 
 
-def _input_projection_grads(cfg, params, grads, d_flat, inp, ids, k: int = 0):
+def _input_projection_grads(cfg, params, grads, d_flat, inp, ids, k: int = 0, sfx: str = "", add: bool = False):
     """Gradients of layer k's input projection W_ih · inp from d_flat (G·H, T·B); returns dL/d(inp)
     (into the layer below) for a GEMM projection. Layer 0 by table lookup (inp None) or GEMM
     folds its gradient into the embedding."""
-    w_ih = params[f"rnn.weight_ih_l{k}"]
+    w_ih = params[f"rnn.weight_ih_l{k}{sfx}"]
+    emb = grads["embedding.weight"]
     if inp is not None:  # the input projection was a GEMM
-        np.matmul(d_flat, inp.T, out=grads[f"rnn.weight_ih_l{k}"])
+        np.matmul(d_flat, inp.T, out=grads[f"rnn.weight_ih_l{k}{sfx}"])
         dout = w_ih.T @ d_flat  # (F, T·B): into the layer below, or the embedded characters
         if k == 0:
-            grads["embedding.weight"][...] = _sum_by_id(dout, ids.reshape(-1), cfg.vocab_size).T
+            g = _sum_by_id(dout, ids.reshape(-1), cfg.vocab_size).T
+            emb[...] = emb + g if add else g
         return dout
     dtab = _sum_by_id(d_flat, ids.reshape(-1), cfg.vocab_size)  # (G·H, V): layer 0 through the lookup table
-    np.matmul(dtab, params["embedding.weight"], out=grads["rnn.weight_ih_l0"])
-    np.matmul(dtab.T, w_ih, out=grads["embedding.weight"])
+    np.matmul(dtab, params["embedding.weight"], out=grads[f"rnn.weight_ih_l0{sfx}"])
+    if add:
+        emb += dtab.T @ w_ih
+    else:
+        np.matmul(dtab.T, w_ih, out=emb)
     return None
 
 
@@ -364,6 +412,28 @@ class CharLM:
         dstate0 = backward(self.cfg, self.params, logits, cache, grads, dstate)
         return loss, grads, new_state, dstate0
 
+    def cloze_loss_and_grads(self, x, right, state, rng=None, grads=None, dstate=None):
+        """A bidirectional model's mean cross-entropy of every character of x (B, T) given both sides
+        (``right`` (B, W): the characters after the chunk), its gradients, the forward stack's final
+        state and dL/dstate0."""
+        from lstmgen import cloze
+
+        if grads is None:
+            _, grads = self.new_grads()
+        logits, new_state, cache = cloze.forward(self.cfg, self.params, x, right, state, rng)
+        loss = softmax_xent_(logits, np.ascontiguousarray(x.T).reshape(-1))
+        dstate0 = cloze.backward(self.cfg, self.params, logits, cache, grads, dstate)
+        return loss, grads, new_state, dstate0
+
+    def cloze_sum_loss(self, rows):
+        """Σ −ln p(x_t | x_<t, x_>t) over every character of rows (S, n), each row read whole from zero
+        states on both sides, no dropout (float64)."""
+        from lstmgen import cloze
+
+        ids = np.ascontiguousarray(np.asarray(rows, dtype=np.int64).T)  # (n, S)
+        logits = cloze.row_logits(self.cfg, self.params, ids)
+        return _sum_logprob(logits.reshape(logits.shape[0], -1), ids.reshape(-1))
+
     def logits(self, x, state):
         """(B, T, V) logits for ids x (B, T) and the final state; no dropout."""
         logits, new_state, _ = forward(self.cfg, self.params, x, state, None)
@@ -398,7 +468,29 @@ class CharLM:
         probs /= probs.sum(axis=0)
         return out, np.ascontiguousarray(probs.T), new_state
 
+    def trace_bi(self, ids):
+        """A bidirectional model over one text ids (T,), both stacks from zero states: (forward stack
+        per layer quantity → (T, H), row t after reading x_t left to right; backward stack, row t after
+        reading x_t right to left; cloze probabilities (T, V) of each character)."""
+        from lstmgen import cloze
+
+        ids = np.asarray(ids, dtype=np.int64)[:, None]  # (T, 1)
+
+        def stack(seq, sfx):
+            _, _, _, layers = stack_forward(self.cfg, self.params, np.ascontiguousarray(seq), zero_state(self.cfg, 1),
+                                            None, sfx)
+            return [{q: a[:, :, 0] for q, a in trace_quantities(self.cfg.cell, c).items()} for _, c, _ in layers]
+
+        fwd = [{q: np.ascontiguousarray(a) for q, a in layer.items()} for layer in stack(ids, "")]
+        bwd = [{q: np.ascontiguousarray(a[::-1]) for q, a in layer.items()} for layer in stack(ids[::-1], "_reverse")]
+        z = cloze.row_logits(self.cfg, self.params, ids)[:, :, 0]  # (V, T)
+        probs = np.exp(z - z.max(axis=0))
+        probs /= probs.sum(axis=0)
+        return fwd, bwd, np.ascontiguousarray(probs.T)
+
     def stepper(self, batch: int = 1):
+        if self.cfg.direction == "bi":
+            raise ConfigError("a bidirectional (cloze) model cannot generate left to right; use lstmgen fill")
         return jordan.JordanStepper(self, batch) if self.cfg.cell == "jordan" else Stepper(self, batch)
 
 

@@ -56,6 +56,8 @@ class Trace:
     layers: list[dict[str, np.ndarray]]
     probs: np.ndarray  # (T, V)
     warmup: str = ""
+    direction: str = "fwd"  # "bi": probs row t is the cloze distribution of character t itself
+    reverse: list[dict[str, np.ndarray]] | None = None  # bi: the backward stack, row t after reading t ← right
 
     @property
     def T(self) -> int:
@@ -65,8 +67,18 @@ class Trace:
     def H(self) -> int:
         return self.layers[0]["h"].shape[1]
 
+    def target(self, t: int) -> int | None:
+        """The character row t's guesses are for: the next one (None at the end); for bi, x_t itself."""
+        if self.direction == "bi":
+            return int(self.ids[t])
+        return int(self.ids[t + 1]) if t + 1 < self.T else None
+
     def surprisal_bits(self) -> np.ndarray:
-        """(T,) −log2 p(x_{t+1} | x_≤t); NaN for the last character (nothing follows it)."""
+        """(T,) −log2 p(x_{t+1} | x_≤t); NaN for the last character (nothing follows it). For a
+        bidirectional model −log2 p(x_t | x_<t, x_>t) of every character."""
+        if self.direction == "bi":
+            p = self.probs[np.arange(self.T), self.ids].astype(np.float64)
+            return -np.log2(np.maximum(p, 1e-300))
         s = np.full(self.T, np.nan)
         if self.T > 1:
             p = self.probs[np.arange(self.T - 1), self.ids[1:]].astype(np.float64)
@@ -90,6 +102,15 @@ def trace_text(model: CharLM, vocab: Vocab, text: str, warmup: str = "", chunk: 
     pass); ``on_chunk(n)`` reports progress in characters.
     """
     ids = vocab.encode(text, "inspected text")
+    if model.cfg.direction == "bi":  # both stacks over warm-up + text in one pass each; the warm-up rows dropped
+        w = len(warmup)
+        full = np.concatenate([vocab.encode(warmup, "warm-up text"), ids]) if warmup else ids
+        fwd, bwd, probs = model.trace_bi(full)
+        if on_chunk is not None:
+            on_chunk(len(ids))
+        cut = lambda layers: [{q: np.ascontiguousarray(a[w:]) for q, a in lay.items()} for lay in layers]  # noqa: E731
+        return Trace(text=text, ids=ids, cell=model.cfg.cell, layers=cut(fwd), probs=probs[w:], warmup=warmup,
+                     direction="bi", reverse=cut(bwd))
     state = model.zero_state(1)
     if warmup:
         w = vocab.encode(warmup, "warm-up text")
@@ -397,6 +418,9 @@ def export_npz(path: str | Path, trace: Trace) -> None:
     for k, layer in enumerate(trace.layers):
         for q, v in layer.items():
             arrays[f"layer{k}.{q}"] = np.ascontiguousarray(v)
+    for k, layer in enumerate(trace.reverse or []):  # a bidirectional model's backward stack
+        for q, v in layer.items():
+            arrays[f"layer{k}_reverse.{q}"] = np.ascontiguousarray(v)
     arrays["probs"] = np.ascontiguousarray(trace.probs)
     _write(path, lambda f: np.savez(f, **arrays))
 

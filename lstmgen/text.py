@@ -151,6 +151,17 @@ class BatchStream:
         if self.batches_per_epoch < 1:
             raise CorpusError("corpus is too small for one batch")
 
+    def get_with_right(self, k: int, extra: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch k's inputs x (B, T) and up to ``extra`` characters after each row's chunk (B, W), W the
+        same for every row (fewer near the end of the text)."""
+        s, T = k * self.T, self.T
+        W = max(0, min(extra, len(self.ids) - ((self.B - 1) * self.per_row + s + T)))
+        xr = np.empty((self.B, T + W), dtype=np.int64)
+        for b in range(self.B):
+            off = b * self.per_row + s
+            xr[b] = self.ids[off : off + T + W]
+        return xr[:, :T], xr[:, T:]
+
     def get(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch k of an epoch: (x, y), each (B, T), y the next characters of x."""
         s, T = k * self.T, self.T

@@ -29,7 +29,7 @@ from lstmgen.text import BatchStream, Vocab, fit_batch, split, visible
 from lstmgen.threads import after_fork, set_threads
 
 # options that define the model and its data: fixed for the life of a run
-MODEL_KEYS = ("cell", "layers", "hidden", "embed", "dropout", "dtype")
+MODEL_KEYS = ("cell", "layers", "hidden", "embed", "dropout", "dtype", "direction")
 # the stopping budget: whichever comes first; given anew (new run or resume), they replace the defaults
 BUDGETS = ("max_steps", "epochs", "max_time")
 
@@ -42,6 +42,7 @@ class TrainOptions:
     # (benchmarks/RESULTS.md: 4-minute probes on tinyshakespeare, then 10 minutes against
     # PyTorch; one 384-unit layer beat 2×256, 2×384 and 1×512, B32 beat B64, lr 4e-3 beat 2e-3/3e-3).
     cell: str = "lstm"
+    direction: str = "fwd"  # "bi": a bidirectional cloze model (lstmgen.cloze)
     layers: int = 1
     hidden: int = 384
     embed: int = 64
@@ -206,7 +207,7 @@ class Trainer:
         (with workers: each worker its block of the streams, the sums added up)."""
         if len(self.val_ids) < 2:
             return None
-        x, y = eval_rows(self.val_ids, streams=self.B, chunk=self.T)
+        x, y = eval_rows(self.val_ids, streams=self.B, chunk=self.T, whole=self.model.cfg.direction == "bi")
         block = self.group.rows(x.shape[0])
         sums = sum_losses(self.model, x[block], y[block], chunk=self.T, should_stop=self._interrupted)
         if sums is None:
@@ -270,7 +271,7 @@ class Trainer:
         return {
             "lstmgen_version": __version__,
             "vocab": self.vocab.chars,
-            "model": {**{k: getattr(cfg, k) for k in MODEL_KEYS}, "direction": "fwd"},
+            "model": {k: getattr(cfg, k) for k in MODEL_KEYS},
             "train": {
                 **asdict(self.opts),
                 "step": self.step, "epoch": self.epoch, "batch": self.batch,
@@ -337,9 +338,14 @@ class Trainer:
                 break
             if self.batch == 0:  # a new epoch starts from a zero state
                 self.state = self.model.zero_state(self.rows.stop - self.rows.start)
-            x, y = self.stream.get(self.batch)  # (B, T) each; this worker's rows below
             masks = self.masks.at(self.step) if self.model.cfg.dropout > 0 else None
-            if self.rows.stop > self.rows.start:
+            if self.rows.stop > self.rows.start and self.model.cfg.direction == "bi":
+                # each character from both sides; the backward stack first reads the next T characters
+                x, right = self.stream.get_with_right(self.batch, self.T)  # (B, T), (B, ≤ T)
+                loss, _, new_state, _ = self.model.cloze_loss_and_grads(x[self.rows], right[self.rows], self.state,
+                                                                        rng=masks, grads=self.grads)
+            elif self.rows.stop > self.rows.start:
+                x, y = self.stream.get(self.batch)  # (B, T) each; this worker's rows
                 loss, _, new_state, _ = self.model.loss_and_grads(x[self.rows], y[self.rows], self.state,
                                                                   rng=masks, grads=self.grads)
             else:  # a coordinator with no rows adds nothing to the sums
@@ -486,10 +492,14 @@ def _num(x):
     return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
 
-def eval_rows(ids: np.ndarray, streams: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+def eval_rows(ids: np.ndarray, streams: int, chunk: int, whole: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and targets (S, n) for validation: ids cut into S ≤ streams equal rows (fewer when
-    the text is short next to chunk), each row read from a zero state."""
+    the text is short next to chunk), each row read from a zero state. ``whole`` (cloze models,
+    whose targets are the inputs): rows of every character, x = y."""
     streams = max(1, min(streams, (len(ids) - 1) // max(1, chunk) or 1))
+    if whole:
+        rows = np.asarray(ids[: len(ids) // streams * streams]).reshape(streams, -1)
+        return rows, rows
     per_row = (len(ids) - 1) // streams
     if streams > 1:
         return (ids[: per_row * streams].reshape(streams, per_row),
@@ -502,6 +512,10 @@ def sum_losses(model: CharLM, x: np.ndarray, y: np.ndarray, chunk: int,
     """(Σ −ln p(y | x), positions) over rows x, y (S, n), each row read from a zero state in chunks;
     None when ``should_stop`` says so. S may be 0 (a worker with no rows still asks ``should_stop``
     once per chunk, like the others)."""
+    if model.cfg.direction == "bi":  # each row read whole by both stacks (one agreement, like one chunk)
+        if should_stop is not None and should_stop():
+            return None
+        return (model.cloze_sum_loss(x) if x.shape[0] else 0.0), int(x.size)
     state = model.zero_state(x.shape[0]) if x.shape[0] else None
     total, n = 0.0, 0
     for s in range(0, x.shape[1], chunk):
@@ -520,9 +534,10 @@ def evaluate_ids(model: CharLM, ids: np.ndarray, streams: int = 1, chunk: int = 
                  should_stop: Callable[[], bool] | None = None) -> float:
     """Mean −ln p(x_t | x_<t) over ids split into ``streams`` rows, each from a zero state.
 
-    With streams = 1 this is exactly the contract's eval: the whole text as one sequence.
+    With streams = 1 this is exactly the contract's eval: the whole text as one sequence. For a
+    bidirectional model: −ln p(x_t | x_<t, x_>t) over every character, each stack in one pass.
     """
-    x, y = eval_rows(ids, streams, chunk)
+    x, y = eval_rows(ids, streams, chunk, whole=model.cfg.direction == "bi")
     sums = sum_losses(model, x, y, chunk, should_stop)
     return math.nan if sums is None else sums[0] / max(sums[1], 1)
 
@@ -545,10 +560,10 @@ def new_trainer(corpus_path: Path | list[Path], out: Path, opts: TrainOptions, i
             raise CorpusError(f"corpus {corpus.path} holds only one distinct character "
                               f"({visible(corpus.vocab.chars[0])}); there is nothing to learn")
         if init is not None:
-            for k in ("cell", "layers", "hidden", "embed"):
+            for k in ("cell", "layers", "hidden", "embed", "direction"):
                 setattr(opts, k, getattr(init.config, k))
         cfg = ModelConfig(vocab_size=len(corpus.vocab), cell=opts.cell, layers=opts.layers, hidden=opts.hidden,
-                          embed=opts.embed, dropout=opts.dropout, dtype=opts.dtype)
+                          embed=opts.embed, dropout=opts.dropout, dtype=opts.dtype, direction=opts.direction)
         model = CharLM(cfg, seed=opts.seed)
         if init is not None:
             model.load_params({k: v.astype(cfg.np_dtype) for k, v in init.params.items()})

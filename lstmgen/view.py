@@ -73,7 +73,7 @@ def gate_table(trace: Trace, chars: str, layer: int, quantities: list[str], unit
     for q in quantities:
         table.add_column(q if units is None or len(units) == 1 else f"{q} ({len(units)})", justify="right",
                          no_wrap=True)
-    table.add_column("next", justify="center", no_wrap=True)
+    table.add_column("cloze" if trace.direction == "bi" else "next", justify="center", no_wrap=True)
     table.add_column(f"top {top_k} guesses" if top_k > 1 else "guess", no_wrap=True)
     table.add_column("bits", justify="right", no_wrap=True)
     top_ids, top_p = trace.top_predictions(top_k)
@@ -89,7 +89,7 @@ def gate_table(trace: Trace, chars: str, layer: int, quantities: list[str], unit
                     cell.append(" ")
                 cell.append(_fmt(v, q), style=value_style(v, q))
             cells.append(cell)
-        nxt = trace.ids[t + 1] if t + 1 < T else None
+        nxt = trace.target(t)
         guesses = Text()
         for n in range(top_ids.shape[1]):
             cid = int(top_ids[t, n])
@@ -251,3 +251,26 @@ def params_table(rows: list[ParamRow], meta: dict, cfg) -> Group:
     table.add_section()
     table.add_row("total", "", f"{total:,}", "", "", "", style="bold")
     return Group(info, Text(""), table)
+
+
+def surprises(trace: Trace, chars: str, stack: str, n: int = 10) -> Group:
+    """A bidirectional model's most surprising characters: surprising from both sides at once, they
+    are very often typos (or the text's rarest spellings)."""
+    bits = trace.surprisal_bits()
+    order = np.argsort(-bits, kind="stable")[:n]
+    table = Table(title=f"the {len(order)} most surprising characters, from both sides (often typos)",
+                  title_justify="left", header_style="bold", box=None, pad_edge=False, padding=(0, 1))
+    for col in ("t", "in context", "char", "likeliest there", "bits"):
+        table.add_column(col, justify="right" if col in ("t", "bits") else "left", no_wrap=True)
+    top_ids, top_p = trace.top_predictions(1)
+    for t in order:
+        t = int(t)
+        left, right = trace.text[max(0, t - 12) : t], trace.text[t + 1 : t + 13]
+        ctx = Text("".join(map(shown, left)), style="dim")
+        ctx.append(shown(trace.text[t]), style="bold red")
+        ctx.append("".join(map(shown, right)), style="dim")
+        table.add_row(str(t), ctx, shown(trace.text[t]), f"{shown(chars[int(top_ids[t, 0])])} {top_p[t, 0]:.2f}",
+                      f"{bits[t]:.1f}")
+    note = Text(f"cloze model: guesses and bits are for each character itself, from both sides; tables show the "
+                f"{'backward' if stack == 'bwd' else 'forward'} stack (--dir)", style="dim")
+    return Group(table, note)

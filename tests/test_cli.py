@@ -288,7 +288,7 @@ def test_threads_option_sets_the_blas_thread_count(corpus, tmp_path):
         set_threads(before)
 
 
-def test_direction_is_fwd_in_the_checkpoint_and_eval_and_bi_is_refused(tmp_path):
+def test_direction_is_recorded_in_the_checkpoint_and_eval(tmp_path):
     import numpy as np
 
     corpus = tmp_path / "t.txt"
@@ -300,5 +300,5 @@ def test_direction_is_fwd_in_the_checkpoint_and_eval_and_bi_is_refused(tmp_path)
         assert json.loads(str(z["meta.json"]))["model"]["direction"] == "fwd"
     r = runner.invoke(app, ["eval", str(tmp_path / "r"), str(corpus), "--json"])
     assert json.loads(r.stdout)["direction"] == "fwd"
-    r = runner.invoke(app, ["train", str(corpus), "--out", str(tmp_path / "b"), "--direction", "bi"])
+    r = runner.invoke(app, ["train", str(corpus), "--out", str(tmp_path / "b"), "--direction", "sideways"])
     assert r.exit_code == 2 and "--direction" in r.stderr and not (tmp_path / "b").exists()

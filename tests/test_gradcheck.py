@@ -28,6 +28,14 @@ def test_passes_on_every_cell(cell, layers):
     assert all(t["max_rel_error"] < 1e-5 and t["checked"] > 0 for t in doc["tensors"])
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "peephole", "cifg"])
+def test_passes_on_bidirectional_models(cell):
+    r = gradcheck("--cell", cell, "--direction", "bi", "--json")
+    assert r.exit_code == 0, r.output
+    names = [t["name"] for t in json.loads(r.stdout)["tensors"]]
+    assert "rnn.weight_hh_l1_reverse" in names and "decoder.weight" in names
+
+
 def test_fails_and_names_the_tensor_when_backward_is_broken(monkeypatch):
     real = model_mod.backward
 

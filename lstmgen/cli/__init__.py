@@ -7,6 +7,7 @@ Importing this package registers every command on ``app`` (in this order in ``--
 # isort: off
 from lstmgen.cli import train  # noqa: F401
 from lstmgen.cli import sample  # noqa: F401
+from lstmgen.cli import fill  # noqa: F401
 from lstmgen.cli import inspect  # noqa: F401
 from lstmgen.cli import runs  # noqa: F401
 from lstmgen.cli import gradcheck  # noqa: F401

@@ -27,7 +27,8 @@ def gradcheck(
                                                 "a small random one.", show_default=False)] = None,
     cell: Annotated[str, typer.Option(help=f"{', '.join(CELL_TYPES)}.", rich_help_panel=P_MODEL)] = "lstm",
     layers: Annotated[int, typer.Option(min=1, help="Stacked layers.", rich_help_panel=P_MODEL)] = 2,
-    direction: Annotated[str, typer.Option(help="fwd (left to right).", rich_help_panel=P_MODEL)] = "fwd",
+    direction: Annotated[str, typer.Option(help="fwd (left to right) or bi (bidirectional cloze).",
+                                           rich_help_panel=P_MODEL)] = "fwd",
     hidden: Annotated[int, typer.Option(min=1, help="Hidden units.", rich_help_panel=P_MODEL)] = 5,
     embed: Annotated[int, typer.Option(min=1, help="Embedding size.", rich_help_panel=P_MODEL)] = 4,
     vocab: Annotated[int, typer.Option(min=2, help="Vocabulary size.", rich_help_panel=P_MODEL)] = 7,
@@ -47,8 +48,7 @@ def gradcheck(
     sizes are small and distinct (B, T, E, H, V = 2, 3, 4, 5, 7), so a transposed index shows.
     """
     check_choice("--cell", cell, CELL_TYPES)
-    if direction != "fwd":
-        check_choice("--direction", direction, ("fwd",))
+    check_choice("--direction", direction, ("fwd", "bi"))
     rng = np.random.default_rng(seed)
     if ckpt is not None:
         ck = ckpt_io.load(ckpt)
@@ -57,10 +57,11 @@ def gradcheck(
         what = f"{escape(str(ckpt))}: {cfg.cell} {cfg.layers}×{cfg.hidden}, vocab {cfg.vocab_size}"
         samples = samples or 40
     else:
-        cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=layers, hidden=hidden, embed=embed, dtype="float64")
+        cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=layers, hidden=hidden, embed=embed, dtype="float64",
+                          direction=direction)
         model = CharLM(cfg, seed=seed)
         model.flat += rng.normal(0, 0.3, model.flat.shape)  # away from the structured initial values
-        what = f"random {cell} {layers}×{hidden}, embed {embed}, vocab {vocab}"
+        what = f"random {cell}{' bi' if direction == 'bi' else ''} {layers}×{hidden}, embed {embed}, vocab {vocab}"
     if model.num_params > 2_000_000 and samples is None:
         raise ConfigError("the model is large: give --samples N to check N elements per tensor")
     x, y, state, w_final = problem(model, batch, seq_len, rng)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -20,6 +21,7 @@ from lstmgen.cli.base import (
     Threads,
     app,
     boundary,
+    check_choice,
     err,
     load_model,
     use_threads,
@@ -57,6 +59,8 @@ def inspect(
                                         "not the zero state.", rich_help_panel=P_TEXT)] = "",
     warmup_chars: Annotated[int, typer.Option(min=0, help="Use the first N characters of the text as "
                                               "warm-up context only.", rich_help_panel=P_TEXT)] = 0,
+    stack: Annotated[str, typer.Option("--dir", help="A bidirectional model's stack to show: fwd (reads left to "
+                                       "right) or bwd (right to left).", rich_help_panel=P_SHOW)] = "fwd",
     layer: Annotated[int | None, typer.Option(help="Layer of the table and heat maps, from 0. (default: last)",
                                               rich_help_panel=P_SHOW)] = None,
     units: Annotated[str | None, typer.Option(help="Show these units, e.g. 3,17,42.", rich_help_panel=P_SHOW)] = None,
@@ -129,6 +133,10 @@ def inspect(
         raise ConfigError("--text and --file cannot be combined")
     if probe_spec is not None:
         probe.parse_probe(probe_spec)  # the spec's syntax, before any work
+    check_choice("--dir", stack, ("fwd", "bwd"))
+    if stack == "bwd" and cfg.direction != "bi":
+        raise typer.BadParameter("a left-to-right model has no backward stack (train with --direction bi)",
+                                 param_hint="--dir")
 
     if text is not None:
         source = "--text"
@@ -151,14 +159,20 @@ def inspect(
     with tqdm(total=len(text), unit="char", file=sys.stderr, disable=len(text) < 20_000 or None,
               desc="tracing", leave=False) as bar:
         trace = probe.trace_text(model, vocab, text, warmup=warmup, on_chunk=bar.update)
+    everything = trace  # both stacks of a bidirectional model, for the exports
+    if stack == "bwd":  # the tables, heat maps and rankings show the backward stack
+        trace = dataclasses.replace(trace, layers=trace.reverse)
     if export is not None:
-        probe.export_npz(export, trace)
+        trace = everything
+        probe.export_npz(export, everything)
         err.print(f"wrote {escape(str(export))}: {trace.T:,} characters × {cfg.layers} layer(s) × "
                   f"{', '.join(names)} and probs")
     if csv_path is not None:
-        probe.export_csv(csv_path, trace)
+        probe.export_csv(csv_path, everything)
         err.print(f"wrote {escape(str(csv_path))}: {trace.T * cfg.layers * len(names) * cfg.hidden:,} rows")
 
+    if stack == "bwd":
+        trace = dataclasses.replace(everything, layers=everything.reverse)
     if chosen is None and top_units is not None:
         order, _ = probe.rank_units(trace.layers[layer][quantity], rank_by, quantity)
         chosen = [int(j) for j in order[:top_units]]
@@ -191,6 +205,9 @@ def inspect(
     header = Text(summary, style="bold")
     product.print(header)
     product.print()
+    if trace.direction == "bi":
+        product.print(view.surprises(trace, vocab.chars, stack))
+        product.print()
     if param_rows is not None:
         product.print(view.params_table(param_rows, ck.meta, cfg))
         product.print()

@@ -19,6 +19,7 @@ from lstmgen.cli.base import (
     Threads,
     app,
     boundary,
+    err,
     load_model,
     out,
     use_threads,
@@ -57,6 +58,9 @@ def sample(
     if top_p == 0:
         raise ConfigError("--top-p must be greater than 0")
     model, vocab, _ = load_model(ckpt)
+    if model.cfg.direction == "bi":
+        raise ConfigError(f"{ckpt} is a bidirectional (cloze) model: it predicts a character from both sides and "
+                          "cannot generate left to right; fill in masked text with: lstmgen fill CKPT 'th_ c_t'")
     vocab.encode(prime, "prime text")  # unknown characters: an error naming them, before any output
     tty = sys.stdout.isatty()
     w = sys.stdout
@@ -95,7 +99,9 @@ def eval_cmd(
     """Loss, bits per character and perplexity of a text under a model.
 
     The whole file is read as one sequence from a zero state, without dropout; the loss is the
-    mean of −ln p(x_t | x_0 … x_{t−1}) over t = 1 … N−1, in nats.
+    mean of −ln p(x_t | x_0 … x_{t−1}) over t = 1 … N−1, in nats. For a bidirectional (cloze)
+    model, the mean of −ln p(x_t | x_<t, x_>t) over t = 0 … N−1: each stack reads the file in one
+    pass (not comparable with a left-to-right model's figure).
     """
     use_threads(threads)
     model, vocab, ck = load_model(ckpt)
@@ -118,5 +124,8 @@ def eval_cmd(
     table.add_row("model", f"{cfg.cell} {cfg.layers}×{cfg.hidden}, vocab {cfg.vocab_size}, "
                            f"step {ck.meta.get('train', {}).get('step', '?')}")
     out.print(table)
+    if cfg.direction == "bi":
+        err.print("note: a bidirectional model predicts each character from both sides (cloze); its bits/char "
+                  "are not comparable with a left-to-right model's")
 
 

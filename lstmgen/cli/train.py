@@ -48,9 +48,9 @@ def train(
                                              "hidden ones skipped). (default *.txt)", rich_help_panel=P_DATA)] = None,
     cell: Annotated[str | None, typer.Option(help=f"Recurrent cell: {', '.join(CELL_TYPES)}. (default {D.cell})",
                                              rich_help_panel=P_MODEL)] = None,
-    direction: Annotated[str | None, typer.Option(help="fwd: a left-to-right language model (bidirectional "
-                                                  "cloze models are not in this version). (default fwd)",
-                                                  rich_help_panel=P_MODEL)] = None,
+    direction: Annotated[str | None, typer.Option(help="fwd: a left-to-right language model; bi: a bidirectional "
+                                                  "cloze model (each character from both sides; generate with "
+                                                  "lstmgen fill). (default fwd)", rich_help_panel=P_MODEL)] = None,
     layers: Annotated[int | None, typer.Option(min=1, help=f"Stacked layers. (default {D.layers})",
                                                rich_help_panel=P_MODEL)] = None,
     hidden: Annotated[int | None, typer.Option(min=1, help=f"Hidden units per layer. (default {D.hidden})",
@@ -113,7 +113,8 @@ def train(
 ):
     """Train a character-level model on text files (or folders of them), on every core."""
     given = {
-        "cell": cell, "layers": layers, "hidden": hidden, "embed": embed, "dropout": dropout, "dtype": dtype,
+        "cell": cell, "direction": direction, "layers": layers, "hidden": hidden, "embed": embed,
+        "dropout": dropout, "dtype": dtype,
         "seq_len": seq_len, "batch_size": batch_size, "val_frac": val_frac, "optimizer": optimizer, "lr": lr,
         "lr_schedule": lr_schedule, "warmup": warmup, "weight_decay": weight_decay, "grad_clip": grad_clip,
         "seed": seed, "max_steps": max_steps, "epochs": epochs, "max_time": parse_duration(max_time),
@@ -127,9 +128,6 @@ def train(
         if world is not None and workers not in (None, world.size):
             raise ConfigError(f"--workers {workers} under mpiexec -n {world.size}: the MPI ranks are the "
                               "workers (leave --workers out, or make it equal)")
-        if direction not in (None, "fwd"):
-            raise typer.BadParameter(f"{direction!r}: this version trains left-to-right (fwd) models only; "
-                                     "bidirectional cloze models are not available yet", param_hint="--direction")
         trainer = _build_trainer(corpus or None, glob, resume, init_from, out_dir, given)
     except BaseException as e:
         if world is not None:  # the other ranks end quietly with the same status; this one says why
@@ -141,6 +139,10 @@ def train(
 def _build_trainer(corpus: list[Path] | None, glob: str | None, resume: Path | None, init_from: Path | None,
                    out_dir: Path | None, given: dict):
     check_choice("--cell", given["cell"], CELL_TYPES)
+    check_choice("--direction", given["direction"], ("fwd", "bi"))
+    if given["cell"] == "jordan" and given["direction"] == "bi":
+        raise typer.BadParameter("a Jordan network reads its own previous output, which needs one direction "
+                                 "(--cell jordan --direction bi)", param_hint="--direction")
     check_choice("--optimizer", given["optimizer"], OPTIMIZERS)
     check_choice("--lr-schedule", given["lr_schedule"], SCHEDULES)
     check_choice("--dtype", given["dtype"], ("float32", "float64"))
@@ -236,7 +238,8 @@ def _train_loop(trainer, group, resumed: bool) -> None:
                else f"1 worker ({get_threads() or '?'} BLAS threads)")
     err.print(
         f"{'resuming' if resumed else 'training'} on {escape(trainer.corpus_path.name)}: "
-        f"{trainer.n_chars:,} chars, vocab {len(trainer.vocab)} | {cfg.cell} {cfg.layers}×{cfg.hidden}, "
+        f"{trainer.n_chars:,} chars, vocab {len(trainer.vocab)} | {cfg.cell}"
+        f"{' bidirectional (cloze)' if cfg.direction == 'bi' else ''} {cfg.layers}×{cfg.hidden}, "
         f"embed {cfg.embed}, dropout {cfg.dropout:g}, {trainer.model.num_params:,} params, {cfg.dtype} | "
         f"batch {trainer.B}×{trainer.T}, {o.optimizer} lr {o.lr:g} ({o.lr_schedule}) | {workers} | "
         f"budget: {_budget(o)} | "

@@ -1,0 +1,141 @@
+"""Bidirectional cloze models: predict each character from both sides.
+
+Over a text x_0 … x_{N−1}, a forward stack reads x_0 … x_{t−1} and a backward stack (keys ending
+in ``_reverse``) reads x_{N−1} … x_{t+1}; the decoder sees both top states and predicts x_t:
+
+    p(x_t | x_<t, x_>t) = softmax(W_dec · drop([h→_{t−1}; h←_{t+1}]) + b_dec)
+
+The two stacks never see the character they predict and meet only at the decoder (as in ELMo).
+At the ends of a text the missing side is the zero state.
+
+Training reads chunks of T characters: the forward stack carries its state across batches as a
+left-to-right model does; the backward stack's context lies in later batches, so before each
+chunk it reads the W characters after the chunk (right to left, from a zero state, without loss
+and without gradient: truncated, as the forward stack's past is), and then the chunk. Evaluation
+reads each row whole: the backward stack right to left in one pass, then the forward stack.
+
+Notation: B batch, T time, H hidden, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lstmgen.cells import flat
+from lstmgen.model import _dropout_mask, stack_backward, stack_forward, zero_state
+
+
+def forward(cfg, params, x: np.ndarray, right: np.ndarray | None, state, rng=None):
+    """Cloze logits for every character of the chunk x (B, T).
+
+    right  (B, W) the characters after the chunk (the backward stack's warm-up), or None / W = 0
+    state  the forward stack's carried state
+    returns (logits (V, T·B) with column t·B + b, the forward stack's new state, cache)
+    """
+    ids = np.ascontiguousarray(x.T)  # (T, B)
+    T, B = ids.shape
+    H = cfg.hidden
+    p = cfg.dropout if rng is not None else 0.0
+    _, hf, new_state, layers_f = stack_forward(cfg, params, ids, state, rng, "", mask_top=False)
+    sb = zero_state(cfg, B)
+    if right is not None and right.shape[1] > 0:  # the right context, read right to left (no gradient)
+        _, _, sb, _ = stack_forward(cfg, params, np.ascontiguousarray(right[:, ::-1].T), sb, None, "_reverse")
+    rev = np.ascontiguousarray(ids[::-1])
+    _, hb, _, layers_b = stack_forward(cfg, params, rev, sb, rng, "_reverse", mask_top=False)
+    dec_in = np.empty((2 * H, T, B), dtype=hf.dtype)  # [h→_{t−1}; h←_{t+1}] at each position t
+    dec_in[:H] = hf[:, :T]  # slot t: the forward state before x_t
+    dec_in[H:] = hb[:, T - 1 :: -1] if T > 0 else hb[:, :0]  # slot T−1−t: after reading x_{T−1} … x_{t+1}
+    mask = _dropout_mask(rng, dec_in.shape, p, cfg.np_dtype) if p > 0 else None
+    if mask is not None:
+        dec_in *= mask
+    logits = params["decoder.weight"] @ flat(dec_in)
+    logits += params["decoder.bias"][:, None]
+    return logits, new_state, (ids, rev, layers_f, layers_b, flat(dec_in), mask)
+
+
+def backward(cfg, params, dlogits: np.ndarray, cache, grads: dict, dstate=None):
+    """Backward of ``forward``: fills grads; returns dL/d(forward stack's initial state)."""
+    ids, rev, layers_f, layers_b, dec_in, mask = cache
+    T, B = ids.shape
+    H = cfg.hidden
+    np.matmul(dlogits, dec_in.T, out=grads["decoder.weight"])
+    np.sum(dlogits, axis=1, out=grads["decoder.bias"])
+    d = (params["decoder.weight"].T @ dlogits).reshape(2 * H, T, B)
+    if mask is not None:
+        d *= mask
+    # forward stack: position t read buffer slot t; slot 0 is the initial top state, slot s ≥ 1 output s−1
+    dout_f = np.zeros((H, T, B), dtype=d.dtype)
+    dout_f[:, : T - 1] = d[:H, 1:]
+    dstate0 = stack_backward(cfg, params, flat(dout_f), layers_f, ids, grads, dstate)
+    top = list(dstate0[-1])
+    top[0] = top[0] + d[:H, 0]
+    dstate0[-1] = tuple(top)
+    # backward stack: position t read slot T−1−t; slot 0 is the warm-up state (no gradient), s ≥ 1 output s−1
+    slots = d[H:, ::-1]  # (H, T, B): slot s
+    dout_b = np.zeros((H, T, B), dtype=d.dtype)
+    dout_b[:, : T - 1] = slots[:, 1:]
+    stack_backward(cfg, params, flat(dout_b), layers_b, rev, grads, None, "_reverse", add_embedding=True)
+    return dstate0
+
+
+def row_tops(cfg, params, ids: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Both stacks over whole rows ids (N, S) (time-major), each from a zero state, no dropout:
+    the decoder's inputs, forward (H, N, S) = h→_{t−1} and backward (H, N, S) = h←_{t+1}."""
+    N, S = ids.shape
+    H = cfg.hidden
+    dt = cfg.np_dtype
+    fwd = np.zeros((H, N, S), dtype=dt)
+    bwd = np.zeros((H, N, S), dtype=dt)
+    state = zero_state(cfg, S)
+    for s in range(0, N, chunk):  # forward: position t reads the state after x_{t−1}
+        part = ids[s : s + chunk]
+        _, hbuf, state, _ = stack_forward(cfg, params, np.ascontiguousarray(part), state)
+        fwd[:, s : s + len(part)] = hbuf[:, : len(part)]
+    rev = np.ascontiguousarray(ids[::-1])
+    state = zero_state(cfg, S)
+    for s in range(0, N, chunk):  # backward: reversed position j reads the state after rev[j − 1]
+        part = rev[s : s + chunk]
+        _, hbuf, state, _ = stack_forward(cfg, params, np.ascontiguousarray(part), state, None, "_reverse")
+        bwd[:, s : s + len(part)] = hbuf[:, : len(part)]
+    return fwd, bwd[:, ::-1]
+
+
+def row_logits(cfg, params, ids: np.ndarray) -> np.ndarray:
+    """(V, N, S) cloze logits of whole rows ids (N, S), both stacks from zero states, no dropout."""
+    fwd, bwd = row_tops(cfg, params, ids)
+    W = params["decoder.weight"]
+    H = cfg.hidden
+    N, S = ids.shape
+    logits = (W[:, :H] @ fwd.reshape(H, -1) + W[:, H:] @ bwd.reshape(H, -1)).reshape(-1, N, S)
+    logits += params["decoder.bias"][:, None, None]
+    return logits
+
+
+def fill(model, ids: np.ndarray, masked: np.ndarray, choose) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
+    """Fill the masked positions of ids (N,), the most certain first, again with it fixed, until none is left.
+
+    An unfilled mask is read by both stacks as the character the model currently finds likeliest
+    there (at first: the likeliest from the other, unmasked characters alone, found by reading
+    the masks as spaces, or the first character of the vocabulary). ``choose(probs (V,))`` picks
+    the character (greedy or sampled). Returns the filled ids and, per filled position in filling
+    order, (index, chosen id, probs).
+    """
+    ids = np.array(ids, dtype=np.int64)
+    todo = set(np.flatnonzero(masked).tolist())
+    done = []
+    while todo:
+        probs = _softmax(row_logits(model.cfg, model.params, ids[:, None])[:, :, 0])  # (V, N)
+        order = sorted(todo)
+        best = max(order, key=lambda t: probs[:, t].max())  # the most certain position first
+        for t in order:  # the unfilled masks read the current likeliest characters
+            ids[t] = int(np.argmax(probs[:, t]))
+        c = int(choose(probs[:, best]))
+        ids[best] = c
+        done.append((best, c, probs[:, best].copy()))
+        todo.remove(best)
+    return ids, done
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=0))
+    return e / e.sum(axis=0)
