@@ -71,7 +71,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
-    help="Character-level recurrent language models (LSTM, GRU, RNN, peephole, CIFG) in NumPy.",
+    help="Character-level recurrent language models (LSTM, GRU, RNN, peephole, CIFG, Jordan; left-to-right or "
+         "bidirectional) in NumPy.",
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False)
