@@ -158,7 +158,10 @@ class Trainer:
         self.state = state if state is not None and self.batch > 0 else model.zero_state(B)
         if state is not None and state[0][0].shape[1] != B:
             self.state = model.zero_state(B)
-        self.stop_request: str | None = None  # set from a signal handler
+        self.stop_request: str | None = None  # set from a signal handler, in this process only
+        # the interruption every worker has agreed on (SIGINT/SIGTERM): every decision after an agreement
+        # reads this, never stop_request, which a signal may set at any moment in one process only
+        self.stopping: str | None = None
         self.group = SOLO
         self.use_group(SOLO)
 
@@ -227,14 +230,13 @@ class Trainer:
         self.group.allreduce_(ctrl)
         stop = next((s for s, v in zip(STOPS, ctrl) if v > 0), None)
         if stop in ("SIGINT", "SIGTERM"):
-            self.stop_request = stop
+            self.stopping = stop
         return stop, float(ctrl[-1])
 
     def _interrupted(self) -> bool:
         """Whether any worker was asked to stop (agreed: every worker answers the same)."""
-        if self.group.size > 1:
-            self._agree(self.stop_request if self.stop_request in STOPS[:2] else None, 0.0)
-        return self.stop_request is not None
+        self._agree(self.stop_request if self.stop_request in STOPS[:2] else None, 0.0)
+        return self.stopping is not None
 
     def _sum_gradients(self, loss: float) -> float:
         """Add up the workers' gradients, each weighted by its share of the rows, so that every worker
@@ -323,8 +325,8 @@ class Trainer:
         log_every = max(1, min(opts.eval_every, 10))
         while True:
             # stop check and learning rate, agreed by every worker
-            if self.stop_request:
-                stop = self.stop_request
+            if self.stopping or self.stop_request:
+                stop = self.stopping or self.stop_request
             elif opts.max_steps and self.step >= opts.max_steps:
                 stop = "max-steps"
             elif opts.epochs and self.epoch >= opts.epochs:
@@ -374,7 +376,7 @@ class Trainer:
                 self._eval_and_save(prog, loss_sum / loss_n)
                 last_eval_step = self.step
                 loss_sum, loss_n = 0.0, 0
-                if self.stop_request:
+                if self.stopping:
                     continue
             elif self.step % log_every == 0:
                 self.log(self._record(prog, loss_sum / loss_n, None))
@@ -382,7 +384,7 @@ class Trainer:
                 prog.event = "sample"
             on_progress(prog)
         # the end: evaluate (unless just done or interrupted), save latest
-        if last_eval_step != self.step and not self.stop_request and self.step > 0:
+        if last_eval_step != self.step and not self.stopping and self.step > 0:
             now = time.monotonic()
             prog = Progress(self.step, self.epoch, self.batch, self.stream.batches_per_epoch,
                             self.total_steps, loss_sum / max(loss_n, 1), self.last_val, self.best_val,
@@ -400,7 +402,7 @@ class Trainer:
 
     def _eval_and_save(self, prog: Progress, train_loss: float) -> None:
         val = self.evaluate()
-        if self.stop_request:  # interrupted mid-validation: keep the training state, save latest
+        if self.stopping:  # interrupted mid-validation: keep the training state, save latest
             self.save("latest.npz")
             return
         why = divergence(val, len(self.vocab), "validation loss") if val is not None else None

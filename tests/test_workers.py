@@ -249,3 +249,53 @@ def test_mpiexec_two_ranks_compute_what_two_local_workers_do(corpus, tmp_path):
     # two ranks add a + b whichever way round: the same numbers as the local workers
     assert_close(weights(mpi), weights(local), 1e-12)
     assert [(s, t) for s, t, _ in losses(mpi)] == [(s, t) for s, t, _ in losses(local)]
+
+
+def test_signals_at_random_moments_are_agreed_by_every_worker(corpus, tmp_path):
+    """A signal reaches the main process at any point of a step, evaluation or save: every decision after
+    it is taken on the agreed stop, so the workers never fall out of step (which would sum one
+    worker's state with another's flags, or hang)."""
+    rnd = np.random.default_rng(7)
+    for n in range(6):
+        run = tmp_path / f"run{n}"
+        p = popen("train", corpus, "--out", run, *LONG, "--eval-every", "1")
+        wait_for_workers(p, run, 2)
+        time.sleep(float(rnd.uniform(0.0, 0.4)))
+        sig = (signal.SIGTERM, signal.SIGINT)[n % 2]
+        os.kill(p.pid, sig)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == (143 if sig == signal.SIGTERM else 130), err
+        assert f"interrupted ({sig.name})" in err and "Traceback" not in err
+        assert meta(run)["train"]["step"] >= 1
+
+
+SIGNAL_AFTER_VALIDATION = """
+import sys
+from pathlib import Path
+from lstmgen.train import Trainer, TrainOptions, new_trainer, start_workers
+
+real = Trainer.evaluate
+def evaluate(self):  # the signal lands on the main process right after the workers agreed on validation
+    val = real(self)
+    if self.group.rank == 0 and self.step >= 4:
+        self.stop_request = "SIGTERM"
+    return val
+Trainer.evaluate = evaluate
+opts = TrainOptions(hidden=16, embed=8, batch_size=8, seq_len=20, eval_every=2, max_steps=10_000, workers=2)
+tr = new_trainer(Path(sys.argv[1]), Path(sys.argv[2]), opts)
+group = start_workers(tr, 1)
+try:
+    summary = tr.run()
+finally:
+    group.close()
+print(summary.stop_reason, summary.step)
+"""
+
+
+def test_a_signal_between_agreement_and_decision_keeps_the_workers_in_step(corpus, tmp_path):
+    r = subprocess.run([sys.executable, "-c", SIGNAL_AFTER_VALIDATION, str(corpus), str(tmp_path / "run")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    reason, step = r.stdout.split()
+    assert reason == "SIGTERM" and int(step) >= 4
+    assert meta(tmp_path / "run")["train"]["step"] == int(step)
