@@ -130,8 +130,10 @@ def load(path: str | Path) -> Checkpoint:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, zlib.error, SyntaxError, tokenize.TokenError) as e:
-        # (SyntaxError / TokenError: NumPy parses each array's header as a Python literal)
+    except (zipfile.BadZipFile, EOFError, zlib.error, SyntaxError, tokenize.TokenError, NotImplementedError,
+            RuntimeError) as e:
+        # (SyntaxError / TokenError: NumPy parses each array's header as a Python literal; zipfile raises
+        # NotImplementedError for a flipped compression method or flag, RuntimeError for an "encrypted" member)
         raise CheckpointError(f"{path} is not a valid checkpoint (damaged or truncated file: {e})") from e
     except ValueError as e:
         if "pickle" in str(e):
