@@ -326,13 +326,13 @@ def test_damaged_array_header_is_one_checkpoint_error(good_bytes, tmp_path, old,
     _load_and_use(tmp_path, good_bytes[:at] + new + good_bytes[at + 1 :])
 
 
-@pytest.mark.parametrize("offset, value", [(8, 99), (6, 0x20), (6, 0x01)])
+@pytest.mark.parametrize("offset, value", [(10, 99), (8, 0x20), (8, 0x01)])
 def test_damaged_zip_flags_are_one_checkpoint_error(good_bytes, tmp_path, offset, value):
     """Found by the fuzz test above: a flipped compression method (NotImplementedError), the
-    "compressed patched data" flag (NotImplementedError) or the encryption flag (RuntimeError) in a
-    member's local header."""
+    "compressed patched data" flag (NotImplementedError) or the encryption flag (RuntimeError) in
+    the central directory's entry of a member (offsets from its PK\\x01\\x02 signature)."""
     data = bytearray(good_bytes)
-    data[offset] = value
+    data[good_bytes.index(b"PK\x01\x02") + offset] = value
     _load_and_use(tmp_path, bytes(data))
 
 
