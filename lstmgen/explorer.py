@@ -43,7 +43,9 @@ def dequantise(codes: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def page_data(trace: Trace, vocab_chars: str, summary: str, top_k: int = 5, ranked: int = 20) -> dict:
     """Everything the page needs, as one JSON-able document."""
     layers = []
-    for layer in trace.layers:
+    stacks = trace.layers + (trace.reverse or [])  # a bidirectional model: the backward stack's layers after
+    names = [str(k) for k in range(len(trace.layers))] + [f"{k} ←" for k in range(len(trace.reverse or []))]
+    for layer in stacks:
         qs = {}
         for q, v in layer.items():
             codes, lo, hi = quantise(v)
@@ -67,7 +69,7 @@ def page_data(trace: Trace, vocab_chars: str, summary: str, top_k: int = 5, rank
              "mostly_left": s.mostly_left, "mostly_right": s.mostly_right} for s in saturation(trace)]
     return {
         "text": trace.text, "T": trace.T, "H": trace.H, "cell": trace.cell, "summary": summary,
-        "direction": trace.direction,
+        "direction": trace.direction, "layer_names": names, "stack_layers": len(trace.layers),
         "vocab": vocab_chars, "layers": layers,
         "top_ids": ids.astype(int).tolist(), "top_p": np.round(probs.astype(np.float64), 4).tolist(),
         "surprisal": [None if not math.isfinite(s) else round(float(s), 3) for s in surprisal],

@@ -117,3 +117,24 @@ def test_a_browser_lists_units_that_are_on_inside_a_selection(page):
     assert [scores[i] for i in items] == sorted((scores[i] for i in items), reverse=True) or \
         max(abs(x - y) for x, y in zip([scores[i] for i in items], sorted((scores[i] for i in items),
                                                                               reverse=True))) < 0.02
+
+
+def test_a_bidirectional_model_shows_both_stacks(tmp_path):
+    corpus = tmp_path / "s.txt"
+    corpus.write_text(structured(20_000, seed=4), encoding="utf-8")
+    r = runner.invoke(app, ["train", str(corpus), "--out", str(tmp_path / "run"), "--hidden", "16", "--embed", "8",
+                            "--max-steps", "20", "--batch-size", "8", "--seq-len", "32", "--direction", "bi",
+                            "--eval-every", "10", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    html, npz = tmp_path / "x.html", tmp_path / "x.npz"
+    r = runner.invoke(app, ["inspect", str(tmp_path / "run"), "--html", str(html), "--export", str(npz)])
+    assert r.exit_code == 0, r.output
+    doc = embedded(html)
+    assert doc["direction"] == "bi" and doc["layer_names"] == ["0", "0 ←"]
+    with np.load(npz) as z:
+        e = doc["layers"][1]["c"]  # the backward stack's layer 0
+        want = z["layer0_reverse.c"].astype(np.float64)
+        codes = np.frombuffer(base64.b64decode(e["data"]), dtype=np.uint8).reshape(want.shape)
+        assert np.abs(dequantise(codes, e["lo"], e["hi"]) - want).max() <= (e["hi"] - e["lo"]) / 510 + 1e-9
+    dom = dump_dom(html, "layer=1&q=c&unit=3")
+    assert 'id="unitname">layer 0 ← · c[3]' in dom
