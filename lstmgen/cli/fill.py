@@ -11,7 +11,7 @@ import typer
 
 from lstmgen import cloze
 from lstmgen.cli.base import app, boundary, err, load_model
-from lstmgen.errors import ConfigError
+from lstmgen.errors import VocabError
 from lstmgen.generate import Sampler
 from lstmgen.text import visible
 
@@ -42,7 +42,7 @@ def fill(
     known = set(vocab.chars)
     unknown = sorted({c for c in text if c != mask and c not in known})
     if unknown:
-        raise ConfigError(f"the text has characters the model does not know: {', '.join(map(visible, unknown))}")
+        raise VocabError(f"the text has characters the model does not know: {', '.join(map(visible, unknown))}")
     masked = np.array([c == mask for c in text], dtype=bool)
     placeholder = vocab.index.get(" ", 0)  # what an unfilled mask reads as, before the first guess
     ids = np.array([placeholder if m else vocab.index[c] for c, m in zip(text, masked)], dtype=np.int64)
