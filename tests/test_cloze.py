@@ -118,7 +118,7 @@ def test_a_bidirectional_model_beats_a_forward_one_at_filling_in(trained):
     assert losses["bi"]["loss"] < losses["fwd"]["loss"]
     held = (d / "held.txt").read_text(encoding="utf-8")
     rng = np.random.default_rng(0)
-    spots = [t for t in rng.choice(np.arange(20, len(held) - 20), 40, replace=False) if held[t] not in "_\n"][:30]
+    spots = [t for t in rng.choice(np.arange(20, len(held) - 20), 80, replace=False) if held[t] not in "_\n"][:60]
     hits = {}
     for k in ("bi", "fwd"):
         hits[k] = 0
