@@ -453,22 +453,21 @@ def start_workers(trainer: Trainer, threads: int | None = None, world=None):
     Under mpiexec (``world``, an MPIGroup) the ranks are the workers: rank 0 sends the others
     the run (``blueprint``); each uses ``threads`` BLAS threads (default: cores ÷ ranks on this host).
 
-    The count is ``--workers`` (a resumed run: its recorded count), else one per core with at
-    least 4 rows each, never more than the batch's rows. Workers 1 … N−1 are forked from this
+    The count N is ``--workers`` (a resumed run: its recorded count), else one per core with at
+    least 4 rows each, never more than the batch's rows. The N workers are forked from this
     process after the run is set up, so they start with the same corpus, model, optimizer and
     position; each runs ``Trainer.run`` on its rows with ``threads`` BLAS threads (default:
     cores ÷ workers) and ends with the loop. ``set_threads`` happens here, before the fork.
     """
     if world is not None:
-        set_threads(threads or max(1, available_cores() // world.local_size))
+        _set_rank_threads(world, threads)
         world.bcast(blueprint(trainer))
         trainer.use_group(world)
         return world
     n = max(1, min(trainer.opts.workers or default_workers(trainer.B), trainer.B))
     per_worker = threads or max(1, available_cores() // n)
     set_threads(per_worker)
-    if n == 1:
-        trainer.use_group(SOLO)
+    if n == 1:  # the trainer is already the one worker (SOLO)
         return SOLO
 
     def worker(group) -> int:
@@ -485,9 +484,14 @@ def start_workers(trainer: Trainer, threads: int | None = None, world=None):
 def join_world(bp: dict, world, threads: int | None = None) -> Trainer:
     """An MPI rank other than 0: its Trainer for rank 0's run, as a worker of ``world``."""
     trainer = follow(bp)
-    set_threads(threads or max(1, available_cores() // world.local_size))
+    _set_rank_threads(world, threads)
     trainer.use_group(world)
     return trainer
+
+
+def _set_rank_threads(world, threads: int | None) -> None:
+    """An MPI rank's BLAS threads: as given, else this host's cores shared by its ranks."""
+    set_threads(threads or max(1, available_cores() // world.local_size))
 
 
 def _num(x):
@@ -605,9 +609,7 @@ def resume_trainer(run: Path, corpus: list[Path] | None, overrides: dict,
 def _resume(run: Path, corpus: list[Path] | None, overrides: dict, lock: RunLock,
             on_bytes: Callable[[int], None] | None, glob: str | None = None) -> Trainer:
     ck = ckpt_io.load(run / "latest.npz")
-    mt = ck.meta.get("train", {})
-    known = {f.name for f in fields(TrainOptions)}
-    opts = TrainOptions(**{k: v for k, v in mt.items() if k in known})
+    opts = _recorded_options(ck.meta)
     fixed = set(MODEL_KEYS) | {"seq_len", "batch_size", "val_frac", "seed", "optimizer"}
     if any(overrides.get(k) is not None for k in BUDGETS):  # a budget given anew replaces the recorded one
         for k in BUDGETS:
@@ -622,6 +624,12 @@ def _resume(run: Path, corpus: list[Path] | None, overrides: dict, lock: RunLock
     opts.check()
     corpus = read_run_corpus(ck.meta, corpus, glob, cache_dir=run, on_bytes=on_bytes)
     return _trainer_from(run, ck, opts, corpus, lock, where=run / "latest.npz")
+
+
+def _recorded_options(meta: dict) -> TrainOptions:
+    """The training options a checkpoint recorded (keys this version does not know are ignored)."""
+    known = {f.name for f in fields(TrainOptions)}
+    return TrainOptions(**{k: v for k, v in meta.get("train", {}).items() if k in known})
 
 
 def _trainer_from(run: Path, ck: ckpt_io.Checkpoint, opts: TrainOptions, corpus: Corpus, lock: RunLock | None,
@@ -641,12 +649,10 @@ def read_run_corpus(meta: dict, given: list[Path] | None = None, glob: str | Non
     """A run's corpus again: the inputs given now (their sha256 must match), else the recorded
     inputs with the recorded glob, refusing a file changed, added or removed (named)."""
     c = meta["corpus"]
-    if given:
-        return load_corpus(given, cache_dir=cache_dir, vocab=Vocab(meta["vocab"]), expect_sha=c["sha256"],
-                           on_bytes=on_bytes, glob=glob or c.get("glob", DEFAULT_GLOB))
-    inputs = [Path(p) for p in c.get("inputs") or [c["path"]]]
+    inputs = given or [Path(p) for p in c.get("inputs") or [c["path"]]]
     return load_corpus(inputs, cache_dir=cache_dir, vocab=Vocab(meta["vocab"]), expect_sha=c["sha256"],
-                       on_bytes=on_bytes, glob=c.get("glob", DEFAULT_GLOB), expect_files=c.get("files") or None)
+                       on_bytes=on_bytes, glob=(glob if given else None) or c.get("glob", DEFAULT_GLOB),
+                       expect_files=None if given else c.get("files") or None)
 
 
 def blueprint(trainer: Trainer) -> dict:
@@ -660,7 +666,5 @@ def follow(bp: dict) -> Trainer:
     """An MPI rank other than 0: the same run as rank 0's, from its blueprint. It reads the corpus
     from the same path on its own host (which must hold the same file) and writes nothing."""
     ck = ckpt_io.Checkpoint(params=bp["params"], meta=bp["meta"], optim=bp["optim"], state=bp["state"])
-    known = {f.name for f in fields(TrainOptions)}
-    opts = TrainOptions(**{k: v for k, v in ck.meta["train"].items() if k in known})
     corpus = read_run_corpus(ck.meta)
-    return _trainer_from(Path(bp["run_dir"]), ck, opts, corpus, None, where="rank 0's run")
+    return _trainer_from(Path(bp["run_dir"]), ck, _recorded_options(ck.meta), corpus, None, where="rank 0's run")

@@ -139,10 +139,7 @@ def train(
 def _build_trainer(corpus: list[Path] | None, glob: str | None, resume: Path | None, init_from: Path | None,
                    out_dir: Path | None, given: dict):
     check_choice("--cell", given["cell"], CELL_TYPES)
-    check_choice("--direction", given["direction"], ("fwd", "bi"))
-    if given["cell"] == "jordan" and given["direction"] == "bi":
-        raise typer.BadParameter("a Jordan network reads its own previous output, which needs one direction "
-                                 "(--cell jordan --direction bi)", param_hint="--direction")
+    check_choice("--direction", given["direction"], ("fwd", "bi"))  # (jordan + bi: refused by ModelConfig)
     check_choice("--optimizer", given["optimizer"], OPTIMIZERS)
     check_choice("--lr-schedule", given["lr_schedule"], SCHEDULES)
     check_choice("--dtype", given["dtype"], ("float32", "float64"))
@@ -167,6 +164,9 @@ def _build_trainer(corpus: list[Path] | None, glob: str | None, resume: Path | N
             trainer = new_trainer(corpus, out_dir or default_run_dir(corpus[0]), opts, init_from,
                                   on_bytes=reading.update, glob=glob or DEFAULT_GLOB)
     return trainer
+
+
+INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}  # exit codes of a run stopped by a signal (after saving)
 
 
 def _stop_on_signals(trainer) -> dict:
@@ -204,8 +204,8 @@ def _follow(world, threads: int | None) -> None:
         err.print(f"[bold red]error:[/] rank {world.rank}: {escape(str(e))}")
         world.kill(e.exit_code)
         raise
-    if summary.stop_reason in ("SIGINT", "SIGTERM"):
-        raise typer.Exit(130 if summary.stop_reason == "SIGINT" else 143)
+    if summary.stop_reason in INTERRUPTED:
+        raise typer.Exit(INTERRUPTED[summary.stop_reason])
 
 
 def _run_training(trainer, resumed: bool, threads: int | None, world=None) -> None:
@@ -276,10 +276,10 @@ def _train_loop(trainer, group, resumed: bool) -> None:
             signal.signal(s, h)
         bar.close()
     where = escape(str(summary.run_dir))
-    if summary.stop_reason in ("SIGINT", "SIGTERM"):
+    if summary.stop_reason in INTERRUPTED:
         err.print(f"[yellow]interrupted ({summary.stop_reason}) at step {summary.step}:[/] saved "
                   f"{where}/latest.npz; continue with: lstmgen train --resume {where}")
-        raise typer.Exit(130 if summary.stop_reason == "SIGINT" else 143)
+        raise typer.Exit(INTERRUPTED[summary.stop_reason])
     best = summary.best_val_loss
     best_s = f"best val loss {best:.4f} ({best / LN2:.3f} bits/char)" if best is not None else "no validation"
     err.print(f"[green]done[/] ({summary.stop_reason}) after {summary.step} steps, {summary.epoch} epochs: "
