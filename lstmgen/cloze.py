@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstmgen.cells import flat
-from lstmgen.model import _dropout_mask, stack_backward, stack_forward, zero_state
+from lstmgen.model import _dropout_mask, softmax, stack_backward, stack_forward, zero_state
 
 
 def forward(cfg, params, x: np.ndarray, right: np.ndarray | None, state, rng=None):
@@ -102,11 +102,14 @@ def row_tops(cfg, params, ids: np.ndarray, chunk: int = 1024) -> tuple[np.ndarra
 
 def row_logits(cfg, params, ids: np.ndarray) -> np.ndarray:
     """(V, N, S) cloze logits of whole rows ids (N, S), both stacks from zero states, no dropout."""
-    fwd, bwd = row_tops(cfg, params, ids)
+    return decode(params, *row_tops(cfg, params, ids))
+
+
+def decode(params, fwd: np.ndarray, bwd: np.ndarray) -> np.ndarray:
+    """(V, N, S) logits from the decoder's inputs h→_{t−1} fwd and h←_{t+1} bwd, each (H, N, S)."""
     W = params["decoder.weight"]
-    H = cfg.hidden
-    N, S = ids.shape
-    logits = (W[:, :H] @ fwd.reshape(H, -1) + W[:, H:] @ bwd.reshape(H, -1)).reshape(-1, N, S)
+    H, N, S = fwd.shape
+    logits = (W[:, :H] @ fwd.reshape(H, -1) + W[:, H:] @ np.ascontiguousarray(bwd).reshape(H, -1)).reshape(-1, N, S)
     logits += params["decoder.bias"][:, None, None]
     return logits
 
@@ -115,8 +118,7 @@ def fill(model, ids: np.ndarray, masked: np.ndarray, choose) -> tuple[np.ndarray
     """Fill the masked positions of ids (N,), the most certain first, again with it fixed, until none is left.
 
     An unfilled mask is read by both stacks as the character the model currently finds likeliest
-    there (at first: the likeliest from the other, unmasked characters alone, found by reading
-    the masks as spaces, or the first character of the vocabulary). ``choose(probs (V,))`` picks
+    there; in the first round, as whatever ``ids`` holds there (the CLI puts a space). ``choose(probs (V,))`` picks
     the character (greedy or sampled). Returns the filled ids and, per filled position in filling
     order, (index, chosen id, probs).
     """
@@ -124,7 +126,7 @@ def fill(model, ids: np.ndarray, masked: np.ndarray, choose) -> tuple[np.ndarray
     todo = set(np.flatnonzero(masked).tolist())
     done = []
     while todo:
-        probs = _softmax(row_logits(model.cfg, model.params, ids[:, None])[:, :, 0])  # (V, N)
+        probs = softmax(row_logits(model.cfg, model.params, ids[:, None])[:, :, 0])  # (V, N)
         order = sorted(todo)
         best = max(order, key=lambda t: probs[:, t].max())  # the most certain position first
         for t in order:  # the unfilled masks read the current likeliest characters
@@ -135,7 +137,3 @@ def fill(model, ids: np.ndarray, masked: np.ndarray, choose) -> tuple[np.ndarray
         todo.remove(best)
     return ids, done
 
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=0))
-    return e / e.sum(axis=0)

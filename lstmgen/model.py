@@ -129,13 +129,15 @@ def init_params(cfg: ModelConfig, params: dict, rng: np.random.Generator) -> Non
             p[...] = rng.standard_normal(p.shape)
         else:
             p[...] = rng.uniform(-k, k, p.shape)
-    for layer, sfx in ((k, s) for k in range(cfg.layers if cfg.cell in ("lstm", "peephole", "cifg") else 0)
-                       for s in SUFFIXES[cfg.direction]):
-        b_ih, b_hh = params[f"rnn.bias_ih_l{layer}{sfx}"], params[f"rnn.bias_hh_l{layer}{sfx}"]
-        if cfg.cell in ("lstm", "peephole"):
-            b_ih[H : 2 * H], b_hh[H : 2 * H] = 1.0, 0.0
-        elif cfg.cell == "cifg":
-            b_ih[:H], b_hh[:H] = -1.0, 0.0
+    if cfg.cell not in ("lstm", "peephole", "cifg"):
+        return
+    for sfx in SUFFIXES[cfg.direction]:
+        for layer in range(cfg.layers):
+            b_ih, b_hh = params[f"rnn.bias_ih_l{layer}{sfx}"], params[f"rnn.bias_hh_l{layer}{sfx}"]
+            if cfg.cell == "cifg":
+                b_ih[:H], b_hh[:H] = -1.0, 0.0
+            else:
+                b_ih[H : 2 * H], b_hh[H : 2 * H] = 1.0, 0.0
 
 
 def _rec_params(cfg: ModelConfig, params: dict, k: int, sfx: str = "") -> dict:
@@ -192,8 +194,6 @@ def forward(cfg, params, x, state, rng=None):
     p = cfg.dropout if rng is not None else 0.0
     if cfg.cell == "jordan":  # the whole stack step by step (layer 0 reads the previous output)
         xp, inp = _layer0_input(cfg, params, ids, "")
-        if inp is not None:
-            xp = (params["rnn.weight_ih_l0"] @ inp + _input_bias(cfg, params, 0)[:, None]).reshape(-1, T, B)
         masks = [_dropout_mask(rng, (cfg.hidden, T, B), p, cfg.np_dtype) for _ in range(cfg.layers)] if p else None
         logits, new_state, jcache = jordan.forward(cfg, params, xp, state, masks)
         return logits, new_state, (ids, [(inp, jcache, None)], None)
@@ -204,12 +204,16 @@ def forward(cfg, params, x, state, rng=None):
 
 
 def _layer0_input(cfg, params, ids: np.ndarray, sfx: str):
-    """Layer 0's input: its projection gathered from the (G·H, V) table (xp (G·H, T, B), None), or for a
-    large vocabulary the embedded characters (None, inp (E, T·B)) to be projected by a GEMM."""
+    """Layer 0's input projection xp (G·H, T, B), bias included, and its input for the gradient:
+    gathered from the (G·H, V) table (inp None), or for a large vocabulary a GEMM of the embedded
+    characters (inp (E, T·B))."""
     T, B = ids.shape
     if _lookup(cfg, T * B):
         return np.take(input_table(cfg, params, sfx), ids, axis=1), None
-    return None, params["embedding.weight"][ids.reshape(-1)].T
+    inp = params["embedding.weight"][ids.reshape(-1)].T  # (E, T·B)
+    xp = params[f"rnn.weight_ih_l0{sfx}"] @ inp  # (G·H, T·B): one GEMM for all steps
+    xp += _input_bias(cfg, params, 0, sfx)[:, None]
+    return xp.reshape(-1, T, B), inp
 
 
 def stack_forward(cfg, params, ids: np.ndarray, state, rng=None, sfx: str = "", mask_top: bool = True):
@@ -224,7 +228,7 @@ def stack_forward(cfg, params, ids: np.ndarray, state, rng=None, sfx: str = "", 
     xp, inp = _layer0_input(cfg, params, ids, sfx)
     new_state, layers = [], []
     for k in range(cfg.layers):
-        if inp is not None:  # inp (F, T·B): the embedded characters or the layer below's output
+        if k > 0:  # inp (H, T·B): the layer below's output
             xp = params[f"rnn.weight_ih_l{k}{sfx}"] @ inp  # (G·H, T·B): one GEMM for all steps
             xp += _input_bias(cfg, params, k, sfx)[:, None]
             xp = xp.reshape(-1, T, B)
@@ -238,6 +242,13 @@ def stack_forward(cfg, params, ids: np.ndarray, state, rng=None, sfx: str = "", 
         layers.append((inp, cache, mask))
         inp = flat(out)
     return inp, hbuf, new_state, layers
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """softmax over axis 0 (the vocabulary), as a new array."""
+    e = np.exp(z - z.max(axis=0))
+    e /= e.sum(axis=0)
+    return e
 
 
 def _dropout_mask(rng, shape: tuple[int, ...], p: float, dtype) -> np.ndarray:
@@ -456,17 +467,13 @@ class CharLM:
         if state is None:
             state = self.zero_state(1)
         logits, new_state, (_, layers, _) = forward(self.cfg, self.params, x, state, None)
-        out = []
         if self.cfg.cell == "jordan":
             hs = layers[0][1][0]  # per layer (H, T+1, 1)
             out = [{"h": np.ascontiguousarray(h[:, 1:, 0].T)} for h in hs]
-        for _, cache_k, _ in layers if self.cfg.cell != "jordan" else ():
-            q = trace_quantities(self.cfg.cell, cache_k)
-            out.append({name: np.ascontiguousarray(a[:, :, 0]) for name, a in q.items()})
-        probs = logits - logits.max(axis=0)
-        np.exp(probs, out=probs)
-        probs /= probs.sum(axis=0)
-        return out, np.ascontiguousarray(probs.T), new_state
+        else:
+            out = [{name: np.ascontiguousarray(a[:, :, 0]) for name, a in trace_quantities(self.cfg.cell, c).items()}
+                   for _, c, _ in layers]
+        return out, np.ascontiguousarray(softmax(logits).T), new_state
 
     def trace_bi(self, ids):
         """A bidirectional model over one text ids (T,), both stacks from zero states: (forward stack
@@ -475,18 +482,19 @@ class CharLM:
         from lstmgen import cloze
 
         ids = np.asarray(ids, dtype=np.int64)[:, None]  # (T, 1)
+        T = len(ids)
 
-        def stack(seq, sfx):
-            _, _, _, layers = stack_forward(self.cfg, self.params, np.ascontiguousarray(seq), zero_state(self.cfg, 1),
-                                            None, sfx)
-            return [{q: a[:, :, 0] for q, a in trace_quantities(self.cfg.cell, c).items()} for _, c, _ in layers]
+        def stack(seq, sfx, order):  # per layer quantity → (T, H) in text order; the top output buffer
+            _, hbuf, _, layers = stack_forward(self.cfg, self.params, np.ascontiguousarray(seq),
+                                               zero_state(self.cfg, 1), None, sfx)
+            return [{q: np.ascontiguousarray(a[order, :, 0]) for q, a in trace_quantities(self.cfg.cell, c).items()}
+                    for _, c, _ in layers], hbuf
 
-        fwd = [{q: np.ascontiguousarray(a) for q, a in layer.items()} for layer in stack(ids, "")]
-        bwd = [{q: np.ascontiguousarray(a[::-1]) for q, a in layer.items()} for layer in stack(ids[::-1], "_reverse")]
-        z = cloze.row_logits(self.cfg, self.params, ids)[:, :, 0]  # (V, T)
-        probs = np.exp(z - z.max(axis=0))
-        probs /= probs.sum(axis=0)
-        return fwd, bwd, np.ascontiguousarray(probs.T)
+        fwd, hf = stack(ids, "", slice(None))
+        bwd, hb = stack(ids[::-1], "_reverse", slice(None, None, -1))
+        # the decoder at t reads the forward state before x_t and the backward state after x_{t+1}
+        z = cloze.decode(self.params, hf[:, :T], hb[:, T - 1 :: -1])[:, :, 0]  # (V, T)
+        return fwd, bwd, np.ascontiguousarray(softmax(z).T)
 
     def stepper(self, batch: int = 1):
         if self.cfg.direction == "bi":
