@@ -55,7 +55,7 @@ def fill(
         filled, done = cloze.fill(model, ids, masked, choose)
     else:
         err.print("note: a left-to-right model: each mask is filled from the text on its left only")
-        filled, done = _fill_left_to_right(model, ids, masked, choose)
+        filled, done = _fill_left_to_right(model, ids, masked, choose, start=vocab.index.get("\n", 0))
     result = vocab.decode(filled)
     if as_json:
         order = sorted(done, key=lambda d: d[0])
@@ -67,8 +67,9 @@ def fill(
         print(result)
 
 
-def _fill_left_to_right(model, ids: np.ndarray, masked: np.ndarray, choose):
-    """A forward model: read left to right, choosing each masked character from the text before it."""
+def _fill_left_to_right(model, ids: np.ndarray, masked: np.ndarray, choose, start: int):
+    """A forward model: read left to right, choosing each masked character from the text before it
+    (a mask at the very start: the model's guess after ``start``, a newline, as ``sample`` begins)."""
     ids = ids.copy()
     done = []
     stepper = model.stepper(1)
@@ -76,7 +77,7 @@ def _fill_left_to_right(model, ids: np.ndarray, masked: np.ndarray, choose):
     for t in range(len(ids)):
         if masked[t]:
             if logits is None:  # nothing on the left: the model's guess after a newline
-                logits = stepper.step(0).copy()
+                logits = stepper.step(start).copy()
                 stepper.reset()
             z = logits[0].astype(np.float64)
             p = np.exp(z - z.max())
