@@ -16,12 +16,14 @@ import base64
 import html
 import json
 import math
+import re
 from importlib import resources
 
 import numpy as np
 
 from lstmgen.errors import LstmgenError
 from lstmgen.probe import PROBES, SIGMOID, Trace, histogram, probe, rank_units, saturation
+from lstmgen.terminal import shown
 
 LEVELS = 255  # 8 bits per value
 
@@ -77,11 +79,27 @@ def page_data(trace: Trace, vocab_chars: str, summary: str, top_k: int = 5, rank
     }
 
 
+# Inside <script type="application/json"> the HTML parser looks for "</script" and, after "<!--", for
+# "<script" too (the "double-escaped" state, where "</script>" no longer ends the block): every <, >
+# and & is written as a JSON escape, so no text of the model's input can end or change the block.
+# U+2028/2029 are escaped as well (a JavaScript string literal would end a line there).
+_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_SLOT = re.compile(r"__(TITLE|SUMMARY|DATA)__")
+
+
+def script_json(doc) -> str:
+    """``doc`` as JSON that is inert inside an HTML ``<script>`` element, whatever strings it holds."""
+    text = json.dumps(doc, separators=(",", ":"), allow_nan=False)
+    return re.sub("[<>&\u2028\u2029]", lambda m: _JSON_ESCAPES[m.group()], text)
+
+
 def render(trace: Trace, vocab_chars: str, summary: str, title: str) -> str:
-    """The whole page as one string."""
-    data = json.dumps(page_data(trace, vocab_chars, summary), separators=(",", ":"), allow_nan=False)
-    data = data.replace("</", "<\\/")  # the text may hold "</script>"
+    """The whole page as one string.
+
+    The template's slots are filled in one pass (what goes into one slot is never searched for
+    another), names as escaped HTML text, with the characters a terminal would act on made visible
+    as in every other view, and the data as :func:`script_json`."""
+    values = {"TITLE": html.escape(shown(title)), "SUMMARY": html.escape(shown(summary)),
+              "DATA": script_json(page_data(trace, vocab_chars, summary))}
     template = resources.files("lstmgen").joinpath("explorer.html").read_text(encoding="utf-8")
-    return (template.replace("__TITLE__", html.escape(title))
-            .replace("__SUMMARY__", html.escape(summary))
-            .replace("__DATA__", data))
+    return _SLOT.sub(lambda m: values[m.group(1)], template)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from lstmgen.errors import CorpusError, VocabError
+from lstmgen.terminal import shown_char
 
 
 def bundled_corpus(name: str) -> Path:
@@ -60,13 +61,8 @@ def decode_bytes(data: bytes, name: str = "<bytes>", what: str = "corpus") -> st
 
 
 def visible(ch: str) -> str:
-    """A character as a person can read it in an error message."""
-    names = {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "' '"}
-    if ch in names:
-        return names[ch]
-    if not ch.isprintable():
-        return f"U+{ord(ch):04X}"
-    return ch
+    """A character as a person can read it in an error message (a space as ' ')."""
+    return "' '" if ch == " " else shown_char(ch)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lstmgen.probe import KEEP_GATE, SIGMOID, ParamRow, ProbeResult, Saturation, Trace, histogram
+from lstmgen.terminal import shown_char
 
 RED, WHITE, BLUE = (178, 24, 43), (247, 247, 247), (33, 102, 172)
 BARS = " ▁▂▃▄▅▆▇█"
@@ -29,12 +30,9 @@ SHOWN = {"\n": "↵", " ": "␣", "\t": "⇥", "\r": "␍"}
 
 
 def shown(ch: str) -> str:
-    """A character as it reads in a table cell: ␣ for space, ↵ for newline, escapes for control codes."""
-    if ch in SHOWN:
-        return SHOWN[ch]
-    if not ch.isprintable():
-        return f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}"
-    return ch
+    """A character as it reads in a table cell: ␣ for space, ↵ for newline, control codes made visible
+    as everywhere else (:func:`lstmgen.terminal.shown_char`)."""
+    return SHOWN.get(ch) or shown_char(ch)
 
 
 def _mix(a, b, w: float) -> tuple[int, int, int]:

@@ -21,6 +21,7 @@ from lstmgen import __version__
 from lstmgen import checkpoint as ckpt_io
 from lstmgen.errors import LstmgenError
 from lstmgen.model import CharLM
+from lstmgen.terminal import shown
 from lstmgen.text import Vocab
 from lstmgen.threads import set_threads
 
@@ -45,7 +46,7 @@ class _OneLineErrors(TyperGroup):
                 if value is not None:
                     msg = msg.replace(":", f" (got {value!r}):", 1)
                 where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-                err.print(f"[bold red]error:[/] {escape(msg)}{escape(where)}")
+                err.print(f"[bold red]error:[/] {safe(msg)}{safe(where)}")
             sys.exit(e.exit_code)
         sys.exit(rv if isinstance(rv, int) else 0)
 
@@ -79,6 +80,13 @@ out = Console(highlight=False)
 LN2 = math.log(2)
 
 
+def safe(value: object) -> str:
+    """A user-controlled string (a file or run name, an option value, a message carrying one) for rich
+    markup on a terminal: control characters made visible (:func:`lstmgen.terminal.shown`), markup
+    escaped."""
+    return escape(shown(value))
+
+
 def boundary(fn):
     """Turn lstmgen's errors (and Ctrl-C outside training) into one red line and an exit code."""
 
@@ -90,7 +98,7 @@ def boundary(fn):
         except LstmgenError as e:
             if os.environ.get("LSTMGEN_DEBUG") == "1":
                 raise
-            err.print(f"[bold red]error:[/] {escape(str(e))}")
+            err.print(f"[bold red]error:[/] {safe(e)}")
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err.print("[bold red]interrupted[/]")

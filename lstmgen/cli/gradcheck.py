@@ -8,11 +8,10 @@ from typing import Annotated
 
 import numpy as np
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from lstmgen import checkpoint as ckpt_io
-from lstmgen.cli.base import app, boundary, check_choice, err, out
+from lstmgen.cli.base import app, boundary, check_choice, err, out, safe
 from lstmgen.errors import ConfigError
 from lstmgen.gradcheck import EPS, FLOOR, TOLERANCE, check, problem
 from lstmgen.model import CELL_TYPES, CharLM, ModelConfig
@@ -54,7 +53,7 @@ def gradcheck(
         ck = ckpt_io.load(ckpt)
         cfg = ModelConfig(**{**ck.config.to_dict(), "dtype": "float64", "dropout": 0.0})
         model = CharLM(cfg, params={k: v.astype(np.float64) for k, v in ck.params.items()})
-        what = f"{escape(str(ckpt))}: {cfg.cell} {cfg.layers}×{cfg.hidden}, vocab {cfg.vocab_size}"
+        what = f"{safe(ckpt)}: {cfg.cell} {cfg.layers}×{cfg.hidden}, vocab {cfg.vocab_size}"
         samples = samples or 40
     else:
         cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=layers, hidden=hidden, embed=embed, dtype="float64",
@@ -85,5 +84,5 @@ def gradcheck(
         out.print(table)
     if not ok:
         bad = ", ".join(r.name for r in results if not r.ok)
-        err.print(f"[bold red]gradient check failed:[/] {escape(bad)}")
+        err.print(f"[bold red]gradient check failed:[/] {safe(bad)}")
         raise typer.Exit(1)

@@ -13,7 +13,6 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.text import Text
 
 from lstmgen import explorer, probe, view
@@ -24,9 +23,11 @@ from lstmgen.cli.base import (
     check_choice,
     err,
     load_model,
+    safe,
     use_threads,
 )
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
+from lstmgen.terminal import shown
 from lstmgen.text import read_text
 
 P_TEXT = "Text"
@@ -142,7 +143,7 @@ def inspect(
         source = "--text"
     elif file is not None:
         text = read_text(file, "inspect")
-        source = escape(str(file))
+        source = str(file)
         if len(text) > max_chars + warmup_chars:
             err.print(f"[yellow]warning:[/] using the first {max_chars + warmup_chars:,} of {len(text):,} "
                       "characters (--max-chars)")
@@ -165,11 +166,11 @@ def inspect(
     if export is not None:
         trace = everything
         probe.export_npz(export, everything)
-        err.print(f"wrote {escape(str(export))}: {trace.T:,} characters × {cfg.layers} layer(s) × "
+        err.print(f"wrote {safe(export)}: {trace.T:,} characters × {cfg.layers} layer(s) × "
                   f"{', '.join(names)} and probs")
     if csv_path is not None:
         probe.export_csv(csv_path, everything)
-        err.print(f"wrote {escape(str(csv_path))}: {trace.T * cfg.layers * len(names) * cfg.hidden:,} rows")
+        err.print(f"wrote {safe(csv_path)}: {trace.T * cfg.layers * len(names) * cfg.hidden:,} rows")
 
     if stack == "bwd":
         trace = dataclasses.replace(everything, layers=everything.reverse)
@@ -186,17 +187,17 @@ def inspect(
         print(json.dumps(_inspect_json(trace, vocab, ck, layer, chosen, shown_q, quantity, rank_by, top_k, sats,
                                        found, param_rows, source), allow_nan=False))
     loss_bits = float(np.nanmean(trace.surprisal_bits())) if trace.T > 1 else float("nan")
-    summary = (f"{cfg.cell} {cfg.layers}×{cfg.hidden} · step {ck.meta.get('train', {}).get('step', '?')} · "
-               f"{trace.T:,} characters of {Text.from_markup(source).plain}"
-               + (f" after {len(warmup):,} of warm-up" if warmup else "")
-               + (f" · {loss_bits:.3f} bits/char" if math.isfinite(loss_bits) else ""))
+    summary = shown(f"{cfg.cell} {cfg.layers}×{cfg.hidden} · step {ck.meta.get('train', {}).get('step', '?')} · "
+                    f"{trace.T:,} characters of {source}"
+                    + (f" after {len(warmup):,} of warm-up" if warmup else "")
+                    + (f" · {loss_bits:.3f} bits/char" if math.isfinite(loss_bits) else ""))
     if html is not None:
         page = explorer.render(trace, vocab.chars, summary, title=f"lstmgen inspect: {Path(str(ckpt)).name}")
         try:
             html.write_text(page, encoding="utf-8")
         except OSError as e:
             raise LstmgenError(f"cannot write {html}: {e.strerror or e}") from e
-        err.print(f"wrote {escape(str(html))} ({len(page.encode()) / 2**20:.1f} MB: {trace.T:,} characters × "
+        err.print(f"wrote {safe(html)} ({len(page.encode()) / 2**20:.1f} MB: {trace.T:,} characters × "
                   f"{cfg.layers} layer(s) × {len(names)} quantities × {cfg.hidden} units, 8 bits each); "
                   "open it in a browser")
     if export is not None or csv_path is not None or as_json:

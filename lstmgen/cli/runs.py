@@ -9,14 +9,14 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from lstmgen import chart
-from lstmgen.cli.base import app, boundary, err, out
+from lstmgen.cli.base import app, boundary, err, out, safe
 from lstmgen.errors import ConfigError, LstmgenError
 from lstmgen.runs import curves, find_runs, is_run, sort_key, summarise
+from lstmgen.terminal import shown
 
 STYLES = ["blue", "red", "green", "magenta", "dark_orange", "cyan", "yellow", "bright_black"]
 
@@ -47,7 +47,7 @@ def plot(
             raise LstmgenError(f"{run} is not a run directory (no metrics.jsonl or latest.npz)")
         found = curves(run, x, label=_label(run, runs), group=k)
         if not found:
-            err.print(f"[yellow]warning:[/] {escape(str(run))} has no losses logged yet")
+            err.print(f"[yellow]warning:[/] {safe(run)} has no losses logged yet")
         lines += found
     if not lines:
         raise LstmgenError("nothing to plot: no run has logged a loss yet")
@@ -76,13 +76,14 @@ def plot(
             out_file.write_text(body, encoding="utf-8")
         except OSError as e:
             raise LstmgenError(f"cannot write {out_file}: {e.strerror or e}") from e
-        err.print(f"wrote {escape(str(out_file))} ({out_file.stat().st_size / 1024:.1f} KB)")
+        err.print(f"wrote {safe(out_file)} ({out_file.stat().st_size / 1024:.1f} KB)")
 
 
 def _label(run: Path, runs: list[Path]) -> str:
-    """A run's short name: its folder's name, or more of its path when two runs share a name."""
+    """A run's short name (its folder's name, or more of its path when two runs share a name), as shown
+    in the terminal and the picture: control characters made visible."""
     names = [r.resolve().name for r in runs]
-    return run.resolve().name if names.count(run.resolve().name) == 1 else str(run)
+    return shown(run.resolve().name if names.count(run.resolve().name) == 1 else run)
 
 
 @app.command(name="runs", epilog="Example: lstmgen runs runs/ --json")
@@ -100,9 +101,9 @@ def runs_cmd(
         print(json.dumps([s.to_json() for s in found], indent=1))
         return
     if not found:
-        err.print(f"no run directories under {escape(str(directory))}")
+        err.print(f"no run directories under {safe(directory)}")
         return
-    table = Table(title=f"runs under {escape(str(directory))}, best first", title_justify="left",
+    table = Table(title=f"runs under {safe(directory)}, best first", title_justify="left",
                   caption="val bpc: best validation loss in bits per character; c/s: training characters per second "
                           "(last logged); age: since the last checkpoint", caption_justify="left")
     table.box, table.pad_edge = box.SIMPLE_HEAD, False
@@ -110,10 +111,10 @@ def runs_cmd(
     rows = []
     for s in found:
         model = (f"{s.cell}{' bi' if s.direction == 'bi' else ''} {s.layers}×{s.hidden}" if s.cell
-                 else f"[yellow]{escape(s.problem or '?')}[/]")
-        rows.append((escape(_shown_path(Path(s.run), directory)), model, f"{s.params:,}" if s.params else "-",
+                 else f"[yellow]{safe(s.problem or '?')}[/]")
+        rows.append((safe(_shown_path(Path(s.run), directory)), model, f"{s.params:,}" if s.params else "-",
                      _n(s.step), f"{s.best_val_bpc:.3f}" if s.best_val_bpc is not None else "-",
-                     f"{s.chars_per_sec:,.0f}" if s.chars_per_sec else "-", escape(s.corpus or "-"),
+                     f"{s.chars_per_sec:,.0f}" if s.chars_per_sec else "-", safe(s.corpus or "-"),
                      _ago(now - s.modified) if s.modified else "-"))
     for k, (col, just) in enumerate((("run", "left"), ("model", "left"), ("params", "right"), ("steps", "right"),
                                      ("val bpc", "right"), ("c/s", "right"), ("corpus", "left"), ("age", "right"))):

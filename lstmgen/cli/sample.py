@@ -11,7 +11,6 @@ from typing import Annotated
 
 import numpy as np
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from lstmgen.cli.base import (
@@ -22,6 +21,7 @@ from lstmgen.cli.base import (
     err,
     load_model,
     out,
+    safe,
     use_threads,
 )
 from lstmgen.errors import ConfigError, CorpusError
@@ -115,7 +115,7 @@ def eval_cmd(
     if as_json:
         print(json.dumps(result))
         return
-    table = Table(title=f"{escape(file.name)} under {escape(str(ckpt))}", show_header=False)
+    table = Table(title=f"{safe(file.name)} under {safe(ckpt)}", show_header=False)
     table.add_row("characters", f"{len(text):,}")
     table.add_row("loss (nats/char)", f"{loss:.4f}")
     table.add_row("bits per character", f"{loss / LN2:.4f}")

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import numpy as np
 import typer
-from rich.markup import escape
 
 from lstmgen.cli.base import (
     LN2,
@@ -23,6 +22,7 @@ from lstmgen.cli.base import (
     check_choice,
     err,
     parse_duration,
+    safe,
 )
 from lstmgen.corpus import DEFAULT_GLOB
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
@@ -201,7 +201,7 @@ def _follow(world, threads: int | None) -> None:
         _stop_on_signals(trainer)
         summary = trainer.run()
     except LstmgenError as e:
-        err.print(f"[bold red]error:[/] rank {world.rank}: {escape(str(e))}")
+        err.print(f"[bold red]error:[/] rank {world.rank}: {safe(e)}")
         world.kill(e.exit_code)
         raise
     if summary.stop_reason in INTERRUPTED:
@@ -210,7 +210,7 @@ def _follow(world, threads: int | None) -> None:
 
 def _run_training(trainer, resumed: bool, threads: int | None, world=None) -> None:
     for w in trainer.warnings:
-        err.print(f"[yellow]warning:[/] {escape(w)}")
+        err.print(f"[yellow]warning:[/] {safe(w)}")
     group = start_workers(trainer, threads, world)  # from here on, every error must stop the workers too
     try:
         _train_loop(trainer, group, resumed)
@@ -218,7 +218,7 @@ def _run_training(trainer, resumed: bool, threads: int | None, world=None) -> No
         raise
     except BaseException as e:
         if world is not None:  # Abort ends this rank too: say why first
-            err.print(f"[bold red]error:[/] {escape(str(e) if isinstance(e, LstmgenError) else repr(e))}")
+            err.print(f"[bold red]error:[/] {safe(str(e) if isinstance(e, LstmgenError) else repr(e))}")
             world.kill(getattr(e, "exit_code", 1))
         group.kill()
         raise
@@ -237,13 +237,13 @@ def _train_loop(trainer, group, resumed: bool) -> None:
                f"{'s' if (get_threads() or 1) > 1 else ''} each)" if n > 1
                else f"1 worker ({get_threads() or '?'} BLAS threads)")
     err.print(
-        f"{'resuming' if resumed else 'training'} on {escape(trainer.corpus_path.name)}: "
+        f"{'resuming' if resumed else 'training'} on {safe(trainer.corpus_path.name)}: "
         f"{trainer.n_chars:,} chars, vocab {len(trainer.vocab)} | {cfg.cell}"
         f"{' bidirectional (cloze)' if cfg.direction == 'bi' else ''} {cfg.layers}×{cfg.hidden}, "
         f"embed {cfg.embed}, dropout {cfg.dropout:g}, {trainer.model.num_params:,} params, {cfg.dtype} | "
         f"batch {trainer.B}×{trainer.T}, {o.optimizer} lr {o.lr:g} ({o.lr_schedule}) | {workers} | "
         f"budget: {_budget(o)} | "
-        f"run dir {escape(str(trainer.run_dir))}"
+        f"run dir {safe(trainer.run_dir)}"
     )
     total = trainer.total_steps
     bar = tqdm(total=total, initial=trainer.step, unit="step", file=sys.stderr, dynamic_ncols=True,
@@ -275,7 +275,7 @@ def _train_loop(trainer, group, resumed: bool) -> None:
         for s, h in old.items():
             signal.signal(s, h)
         bar.close()
-    where = escape(str(summary.run_dir))
+    where = safe(summary.run_dir)
     if summary.stop_reason in INTERRUPTED:
         err.print(f"[yellow]interrupted ({summary.stop_reason}) at step {summary.step}:[/] saved "
                   f"{where}/latest.npz; continue with: lstmgen train --resume {where}")
@@ -284,6 +284,6 @@ def _train_loop(trainer, group, resumed: bool) -> None:
     best_s = f"best val loss {best:.4f} ({best / LN2:.3f} bits/char)" if best is not None else "no validation"
     err.print(f"[green]done[/] ({summary.stop_reason}) after {summary.step} steps, {summary.epoch} epochs: "
               f"{best_s}; saved {where}/best.npz and latest.npz")
-    err.print(f"curves: lstmgen plot {where}   all runs: lstmgen runs {escape(str(summary.run_dir.parent))}")
+    err.print(f"curves: lstmgen plot {where}   all runs: lstmgen runs {safe(summary.run_dir.parent)}")
 
 
