@@ -10,6 +10,7 @@ Keys:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -84,6 +85,7 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(fd, 0o666 & ~_umask())  # as any file the user writes (mkstemp makes it 0600)
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
@@ -95,6 +97,13 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
         _unlink_quietly(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: read once, put back at once
+    os.umask(mask)
+    return mask
 
 
 def _unlink_quietly(p) -> None:

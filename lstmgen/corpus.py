@@ -55,6 +55,56 @@ class Corpus:
                 "glob": self.glob, "files": self.files or []}
 
 
+def corpus_label(record: dict) -> str:
+    """A checkpoint's corpus in a few words, naming every input: ``a.txt``, ``poems/`` (a directory),
+    ``a.txt + b.txt``, ``a.txt + 3 more``."""
+    inputs = record.get("inputs") or ([record["path"]] if record.get("path") else [])
+    names = [Path(p).name + ("/" if Path(p).is_dir() else "") for p in inputs]
+    if not names:
+        return record.get("name") or "?"
+    if len(names) <= 2:
+        return " + ".join(names)
+    return f"{names[0]} + {len(names) - 1} more"
+
+
+def held_out_text(record: dict, val_frac: float, n_chars: int) -> tuple[str, int, str] | None:
+    """Up to ``n_chars`` of a run's corpus where validation begins (from the first line start within
+    500 characters), read from the files its checkpoint ``record`` names, joined as training joined
+    them; the corpus's start when nothing was held out. Returns (text, offset in the corpus, the
+    name of the file it begins in), or None when the corpus is not at hand. Files are read from the
+    last one back, only as far as the held-out tail reaches when the recorded size is known."""
+    inputs = record.get("inputs") or ([record["path"]] if record.get("path") else [])
+    if not inputs:
+        return None
+
+    def tail_size(total: int) -> int:
+        return max(2, int(round(total * val_frac))) if val_frac > 0 else total
+
+    recorded = record.get("chars") if isinstance(record.get("chars"), int) else None
+    try:
+        found = resolve_inputs([Path(p) for p in inputs], record.get("glob") or DEFAULT_GLOB)
+        several = len(found) > 1 or Path(inputs[0]).is_dir()
+        parts: list[tuple[str, Path]] = []
+        for path, _ in reversed(found):  # from the end, until the held-out tail is covered
+            parts.insert(0, ("".join(t for t, _ in _texts([path], several, "corpus", None)), path))
+            if recorded is not None and sum(len(t) for t, _ in parts) >= tail_size(recorded):
+                break
+    except CorpusError:
+        return None
+    joined = "".join(t for t, _ in parts)
+    total = len(joined) if len(parts) == len(found) else recorded  # (the files as they are now)
+    start = max(0, len(joined) - tail_size(total))
+    nl = joined.find("\n", start, start + 500)
+    start = nl + 1 if val_frac > 0 and nl >= 0 and nl + 1 < len(joined) else start
+    at, where = 0, parts[0][1]
+    for text, path in parts:  # the file the shown text begins in
+        if at + len(text) > start:
+            where = path
+            break
+        at += len(text)
+    return joined[start : start + n_chars], total - len(joined) + start, where.name
+
+
 def _hidden(rel: Path) -> bool:
     return any(part.startswith(".") for part in rel.parts)
 

@@ -13,7 +13,8 @@ from lstmgen.text import Vocab
 
 def check_options(temperature: float, top_k: int | None, top_p: float | None) -> None:
     if not temperature >= 0 or not np.isfinite(temperature):
-        raise ConfigError(f"--temperature must be ≥ 0, got {temperature}")
+        raise ConfigError(f"--temperature must be a finite number ≥ 0 (0: always the likeliest character), "
+                          f"got {temperature}")
     if top_k is not None and top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
@@ -145,12 +146,14 @@ class BatchSampler:
     """
 
     def __init__(self, rngs: list[np.random.Generator], vocab_size: int, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None):
+                 top_k: int | None = None, top_p: float | None = None, steps: int | None = None):
         check_options(temperature, top_k, top_p)
         self.rngs, self.V, self.temperature = rngs, vocab_size, temperature
         self.top_k = top_k if top_k is not None and top_k < vocab_size else None
         self.top_p = top_p if top_p is not None and top_p < 1.0 else None
         self.block = int(min(1024, max(16, (1 << 22) // (len(rngs) * vocab_size))))  # ≤ 32 MB of noise
+        if steps is not None:  # no more noise than the draws to come (short samples in many batches)
+            self.block = max(1, min(self.block, steps))
         self._noise = np.empty((len(rngs), 0, vocab_size))
         self._k = 0
         self._rows = np.arange(len(rngs))
@@ -187,20 +190,47 @@ class BatchSampler:
         return np.argmax(z, axis=1)
 
 
+MAX_BATCH = 256  # rows generated together: memory stays bounded whatever --num-samples is
+
+
+def row_rngs(seed: int | None, n: int, rows: range) -> list[np.random.Generator]:
+    """The random streams of rows ``rows`` of ``n`` samples: row 0 ``default_rng(seed)``, row r ≥ 1 the
+    (r − 1)-th child of ``SeedSequence(seed)``, whichever batch a row is generated in. ``seed`` may
+    also be a SeedSequence already drawn (several batches of one unseeded call share it)."""
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    first = np.random.default_rng(seed if not isinstance(seed, np.random.SeedSequence) else ss.entropy)
+    return [first if r == 0 else np.random.default_rng(np.random.SeedSequence(ss.entropy, spawn_key=(r - 1,),
+                                                                              pool_size=ss.pool_size))
+            for r in rows]
+
+
+def sample_batches(model: CharLM, vocab: Vocab, length: int, n: int, *, batch: int = MAX_BATCH, seed: int | None,
+                   **options) -> Iterator[tuple[range, Iterator[list[str | None]]]]:
+    """``n`` samples in batches of at most ``batch`` rows: (the rows, their steps as ``generate_many``
+    yields them) per batch, in order. Each row's characters do not depend on the batching."""
+    ss = np.random.SeedSequence(seed)
+    for start in range(0, n, batch):
+        rows = range(start, min(n, start + batch))
+        yield rows, generate_many(model, vocab, length, n, rows=rows, seed=seed if seed is not None else ss,
+                                  **options)
+
+
 def generate_many(model: CharLM, vocab: Vocab, length: int, n: int, *, prime: str = "", temperature: float = 1.0,
                   top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-                  stop: str | None = None) -> Iterator[list[str | None]]:
-    """``n`` samples generated together as one batch: per step, a list of n characters (None for
-    a row that has already stopped), until every row has ``length`` characters or has stopped.
+                  stop: str | None = None, rows: range | None = None) -> Iterator[list[str | None]]:
+    """``n`` samples generated together as one batch (or the rows ``rows`` of them): per step, a list
+    of one character per row (None for a row that has already stopped), until every row has
+    ``length`` characters or has stopped.
 
-    Each row has its own stream of random numbers (row 0 ``default_rng(seed)``, the others
-    children of ``SeedSequence(seed)``), so the same seed gives the same samples; every row
-    is primed with the same text and ends by itself at ``stop``. One batched step of the
-    model per character position, and one vectorised draw for all rows (``BatchSampler``).
+    Each row has its own stream of random numbers (``row_rngs``), so the same seed gives the same
+    samples; every row is primed with the same text and ends by itself at ``stop``. One batched
+    step of the model per character position, and one vectorised draw for all rows (``BatchSampler``).
     """
     ids = vocab.encode(prime, "prime text") if prime else None
-    rngs = [np.random.default_rng(seed)] + [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n - 1)]
-    sampler = BatchSampler(rngs, len(vocab), temperature, top_k, top_p)
+    rows = range(n) if rows is None else rows
+    rngs = row_rngs(seed, n, rows)
+    n = len(rows)
+    sampler = BatchSampler(rngs, len(vocab), temperature, top_k, top_p, steps=length)
     stepper = model.stepper(n)
     if ids is None or len(ids) == 0:
         ids = np.array([vocab.index.get("\n", 0)])

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmgen.errors import ConfigError, CorpusError, LstmgenError
+from lstmgen.corpus import corpus_label, held_out_text
+from lstmgen.errors import ConfigError, LstmgenError
 from lstmgen.generate import generate
 from lstmgen.model import CharLM, ModelConfig
-from lstmgen.text import Vocab, read_text
+from lstmgen.text import Vocab
 
 QUANTITIES = {
     "lstm": ("i", "f", "g", "o", "c", "h"),
@@ -454,21 +455,16 @@ def _write(path: str | Path, fill: Callable, text: bool = False) -> None:
 
 
 def default_text(meta: dict, model: CharLM, vocab: Vocab, n_chars: int = 2000) -> tuple[str, str]:
-    """The start of the training corpus's validation tail when the corpus is at hand (from a line
-    start), else a seeded sample of the model. Returns (text, where it came from)."""
-    corpus = meta.get("corpus", {})
-    path = Path(corpus.get("path", ""))
-    if corpus.get("path") and path.is_file():
-        try:
-            text = read_text(path)
-        except CorpusError:
-            text = ""
-        if text and set(text) <= set(vocab.chars):
-            val_frac = float(meta.get("train", {}).get("val_frac", 0.0) or 0.0)
-            start = len(text) - max(2, int(round(len(text) * val_frac))) if val_frac > 0 else 0
-            nl = text.find("\n", start, start + 500)
-            start = nl + 1 if nl >= 0 and nl + 1 < len(text) else start
-            where = "validation tail" if val_frac > 0 else "start"
-            return text[start : start + n_chars], f"the {where} of {path.name} (from character {start:,})"
+    """The start of the training corpus's validation tail (the end of its last file) when the corpus
+    is at hand, from a line start; else a seeded sample of the model. Returns (text, where it came from)."""
+    record = meta.get("corpus", {})
+    val_frac = float(meta.get("train", {}).get("val_frac", 0.0) or 0.0)
+    found = held_out_text(record, val_frac, n_chars)
+    if found is not None and found[0] and set(found[0]) <= set(vocab.chars):
+        text, start, file = found
+        label = corpus_label(record)
+        where = "validation tail" if val_frac > 0 else "start"
+        return text, (f"the {where} of {label} (from character {start:,}"
+                      + (f", in {file})" if label != file else ")"))
     text = "".join(generate(model, vocab, n_chars, temperature=0.8, rng=np.random.default_rng(0)))
     return text, "a sample of the model (seed 0, temperature 0.8): the training corpus is not at hand"

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lstmgen.checkpoint import config_from_meta
+from lstmgen.corpus import corpus_label
 from lstmgen.errors import LstmgenError
 from lstmgen.model import param_shapes
 
@@ -116,7 +117,7 @@ def summarise(run: Path) -> RunSummary:
     best = tr.get("best_val_loss")
     if isinstance(best, int | float) and math.isfinite(best):
         s.best_val_loss, s.best_val_bpc = float(best), float(best) / LN2
-    s.corpus = meta.get("corpus", {}).get("name")
+    s.corpus = corpus_label(meta.get("corpus", {}))
     return s
 
 

@@ -5,6 +5,8 @@ Text is read as UTF-8 with a leading BOM removed and newlines untranslated, ever
 
 from __future__ import annotations
 
+import errno
+import stat
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,15 +30,40 @@ def bundled_corpus(name: str) -> Path:
 
 
 DEFAULT_CORPUS = bundled_corpus("default.txt")
+BUNDLED = {"default": "short tales in plain English (the default corpus)",
+           "structured": "nested brackets, quoted speech and lines of known length (for inspect's probes)"}
+
+
+def named_corpus(arg: str | Path) -> Path:
+    """A corpus argument as a path: ``@NAME`` names a corpus shipped with lstmgen (``@default``,
+    ``@structured``) unless a file of that name exists; anything else is a path as given."""
+    p = Path(arg)
+    name = str(arg)
+    if not name.startswith("@") or p.exists():
+        return p
+    if name[1:] not in BUNDLED:
+        raise CorpusError(f"no bundled corpus named {name}: lstmgen ships "
+                          + ", ".join(f"@{k}" for k in BUNDLED))
+    return bundled_corpus(name[1:] + ".txt")
 
 
 def check_file(path: str | Path, what: str = "corpus") -> Path:
     """The path, if it names an existing file; else a CorpusError saying what it is instead."""
     p = Path(path)
-    if not p.exists():
-        raise CorpusError(f"{what} file not found: {p}")
-    if p.is_dir():
+    try:
+        mode = p.stat().st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise CorpusError(f"{what} path is a loop of symbolic links: {p}") from e
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise CorpusError(f"{what} file not found: {p}") from e
+        raise CorpusError(f"cannot read {what} file {p}: {e.strerror or e}") from e
+    if stat.S_ISDIR(mode):
         raise CorpusError(f"{what} path is a directory, not a text file: {p}")
+    if not stat.S_ISREG(mode):  # read twice (a scan, then encoding): a pipe or device would hang or differ
+        kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
+        raise CorpusError(f"{what} path is {kind}, not a regular text file: {p} (save the text to a file first)")
     return p
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -18,13 +19,14 @@ import numpy as np
 
 from lstmgen import __version__
 from lstmgen import checkpoint as ckpt_io
-from lstmgen.corpus import DEFAULT_GLOB, Corpus, load_corpus
+from lstmgen.corpus import DEFAULT_GLOB, Corpus, corpus_label, load_corpus
 from lstmgen.dropout import RowStreams
-from lstmgen.errors import ConfigError, CorpusError, DivergenceError, LstmgenError
+from lstmgen.errors import ConfigError, CorpusError, DivergenceError, LstmgenError, VocabError
 from lstmgen.model import CharLM, ModelConfig
 from lstmgen.optim import Optimizer, clip_grad_norm_, lr_at
 from lstmgen.parallel import SOLO, LocalGroup, available_cores, default_workers
 from lstmgen.rundir import RunLock, prepare_run_dir, remove_if_unused
+from lstmgen.terminal import shown
 from lstmgen.text import BatchStream, Vocab, fit_batch, split, visible
 from lstmgen.threads import after_fork, set_threads
 
@@ -102,7 +104,7 @@ class Progress:
     batch: int
     batches_per_epoch: int
     total_steps: int | None
-    train_loss: float
+    train_loss: float  # as metrics.jsonl logs it: the mean over the steps before its last line
     val_loss: float | None
     best_val_loss: float | None
     lr: float
@@ -294,7 +296,7 @@ class Trainer:
 
     def _diverged(self, when: str, why: str) -> DivergenceError:
         return DivergenceError(f"training diverged {when}: {why}; "
-                               f"try a lower learning rate (--lr {self.opts.lr / 4:g})")
+                               f"try a lower learning rate (--lr {suggested_lr(self.opts.lr):g})")
 
     def save(self, name: str) -> Path:
         """Write a checkpoint (rank 0; every worker takes part in gathering the carried state)."""
@@ -314,12 +316,24 @@ class Trainer:
         except OSError as e:
             raise LstmgenError(f"cannot write {path}: {e.strerror or e}") from e
 
+    def logged_train_loss(self) -> float:
+        """The training loss of metrics.jsonl's last line (a resumed run's), NaN when there is none."""
+        try:
+            with open(self.run_dir / "metrics.jsonl", "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+                last = f.read().splitlines()[-1]
+            value = json.loads(last).get("train_loss")
+            return float(value) if value is not None else math.nan
+        except (OSError, IndexError, ValueError, AttributeError, TypeError):
+            return math.nan
+
     # ------------------------------------------------------------------ the loop
     def run(self, on_progress: Callable[[Progress], None] | None = None) -> Summary:
         opts = self.opts
         on_progress = on_progress or (lambda p: None)
         t_start = self.t_start = time.monotonic()
         chars, loss_sum, loss_n = 0, 0.0, 0
+        logged_loss: float | None = None  # the training loss of the last metrics line
         last_eval_step = None
         stop = None
         log_every = max(1, min(opts.eval_every, 10))
@@ -370,26 +384,34 @@ class Trainer:
             loss_sum, loss_n = loss_sum + loss, loss_n + 1
             now = time.monotonic()
             cps = chars / max(now - t_start, 1e-9)
+            logs = self.step % opts.eval_every == 0 or self.step % log_every == 0
+            if logs or logged_loss is None:  # what the progress bar shows is what metrics.jsonl says
+                logged_loss = loss_sum / loss_n
             prog = Progress(self.step, self.epoch, self.batch, self.stream.batches_per_epoch,
-                            self.total_steps, loss, self.last_val, self.best_val, lr, cps, now - t_start)
+                            self.total_steps, logged_loss, self.last_val, self.best_val, lr, cps, now - t_start)
             if self.step % opts.eval_every == 0:
                 self._eval_and_save(prog, loss_sum / loss_n)
                 last_eval_step = self.step
                 loss_sum, loss_n = 0.0, 0
                 if self.stopping:
                     continue
-            elif self.step % log_every == 0:
+            elif logs:
                 self.log(self._record(prog, loss_sum / loss_n, None))
+                loss_sum, loss_n = 0.0, 0
             if opts.sample_every and self.step % opts.sample_every == 0:
                 prog.event = "sample"
             on_progress(prog)
         # the end: evaluate (unless just done or interrupted), save latest
         if last_eval_step != self.step and not self.stopping and self.step > 0:
             now = time.monotonic()
+            if loss_n:
+                logged_loss = loss_sum / loss_n
+            elif logged_loss is None:  # resumed with nothing left to do: the run's last logged loss
+                logged_loss = self.logged_train_loss()
             prog = Progress(self.step, self.epoch, self.batch, self.stream.batches_per_epoch,
-                            self.total_steps, loss_sum / max(loss_n, 1), self.last_val, self.best_val,
+                            self.total_steps, logged_loss, self.last_val, self.best_val,
                             self.lr(), chars / max(now - t_start, 1e-9), now - t_start)
-            self._eval_and_save(prog, loss_sum / loss_n if loss_n else math.nan)
+            self._eval_and_save(prog, logged_loss)  # no step since the last line: its loss again
             on_progress(prog)
         else:
             self.save("latest.npz")
@@ -649,10 +671,34 @@ def read_run_corpus(meta: dict, given: list[Path] | None = None, glob: str | Non
     """A run's corpus again: the inputs given now (their sha256 must match), else the recorded
     inputs with the recorded glob, refusing a file changed, added or removed (named)."""
     c = meta["corpus"]
-    inputs = given or [Path(p) for p in c.get("inputs") or [c["path"]]]
-    return load_corpus(inputs, cache_dir=cache_dir, vocab=Vocab(meta["vocab"]), expect_sha=c["sha256"],
-                       on_bytes=on_bytes, glob=(glob if given else None) or c.get("glob", DEFAULT_GLOB),
-                       expect_files=None if given else c.get("files") or None)
+    recorded = [Path(p) for p in c.get("inputs") or [c["path"]]]
+    inputs = given or recorded
+    other = given is not None and [p.resolve() for p in given] != [p.resolve() for p in recorded]
+
+    def different() -> CorpusError:
+        return CorpusError(f"{' '.join(shown(p) for p in given)} is not the corpus this run was trained on "
+                           f"({corpus_label(c)}); resume without a corpus to read {shown(recorded[0])} again, or "
+                           f"start a new run on it (--init-from to begin from this run's weights)")
+
+    try:
+        corpus = load_corpus(inputs, cache_dir=cache_dir, vocab=Vocab(meta["vocab"]),
+                             expect_sha=None if other else c["sha256"], on_bytes=on_bytes,
+                             glob=(glob if given else None) or c.get("glob", DEFAULT_GLOB),
+                             expect_files=None if given else c.get("files") or None)
+    except VocabError:
+        if other:
+            raise different() from None
+        raise
+    if other and corpus.sha256 != c["sha256"]:  # the same text under another name (a moved file) is fine
+        raise different()
+    return corpus
+
+
+def suggested_lr(lr: float) -> float:
+    """What to try after diverging at ``lr``: a quarter of it, but never above the default (a run that
+    diverged far above the default is best restarted from it, not from 250,000)."""
+    default = TrainOptions.lr
+    return default if lr / 4 > default else lr / 4
 
 
 def blueprint(trainer: Trainer) -> dict:

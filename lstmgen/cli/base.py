@@ -66,6 +66,26 @@ def _given_value(param, argv) -> str | None:
     return None
 
 
+def _names_not_types() -> None:
+    """Recent Typer prints a Python type beside each parameter in --help (``<bool>`` beside a flag,
+    ``<list[Path]>`` beside the corpus); our metavars (N, FILE, CKPT, …) say what to type, so the
+    type column is left empty for flags and arguments. Older Typer has no such column: nothing to do."""
+    core = typer.core
+    for cls in (getattr(core, "TyperOption", None), getattr(core, "TyperArgument", None)):
+        shown_type = getattr(cls, "display_type_rich", None)
+        if shown_type is None or getattr(shown_type, "_lstmgen", False):
+            continue
+
+        def display_type_rich(self, ctx, _shown_type=shown_type):
+            if getattr(self, "is_flag", False) or getattr(self, "param_type_name", "") == "argument":
+                return None
+            return _shown_type(self, ctx)
+
+        display_type_rich._lstmgen = True
+        cls.display_type_rich = display_type_rich
+
+
+_names_not_types()
 app = typer.Typer(
     cls=_OneLineErrors,
     add_completion=False,
@@ -75,8 +95,20 @@ app = typer.Typer(
     help="Character-level recurrent language models (LSTM, GRU, RNN, peephole, CIFG, Jordan; left-to-right or "
          "bidirectional) in NumPy.",
 )
+class _ProductConsole(Console):
+    """stdout: when the reader has gone (``lstmgen inspect RUN | head``), stop quietly with exit 0 as
+    for every other command, not rich's own silent exit 1."""
+
+    def on_broken_pipe(self) -> None:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        raise BrokenPipeError
+
+
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False)
+out = _ProductConsole(highlight=False)
 LN2 = math.log(2)
 
 
@@ -121,7 +153,7 @@ def _version(value: bool):
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool, typer.Option("--version", metavar="", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ):
     """Train on any UTF-8 text file, then sample, evaluate and inspect the model."""
@@ -149,7 +181,7 @@ P_OPT = "Optimisation"
 P_DATA = "Data"
 P_RUN = "Stopping and reporting"
 
-Threads = Annotated[int | None, typer.Option(min=1, help="BLAS threads (default: OPENBLAS_NUM_THREADS / "
+Threads = Annotated[int | None, typer.Option(metavar="N", min=1, help="BLAS threads (default: OPENBLAS_NUM_THREADS / "
                                              "OMP_NUM_THREADS, else all cores).", show_default=False)]
 
 

@@ -19,13 +19,17 @@ from lstmgen.text import visible
 @app.command(epilog="Example: lstmgen fill runs/cloze 'The c_t sat on the m_t.' --json")
 @boundary
 def fill(
-    ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")],
-    text: Annotated[str, typer.Argument(help="The text, with the characters to fill written as the mask.")],
-    mask: Annotated[str, typer.Option(help="The mask character.")] = "_",
-    temperature: Annotated[float, typer.Option(min=0.0, help="0: the likeliest character; else sample.")] = 0.0,
-    top_k: Annotated[int | None, typer.Option(min=1, help="Sample only among the K likeliest characters.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed: same seed, same output.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the text and every filled position's five "
+    ckpt: Annotated[Path, typer.Argument(metavar="CKPT", help="Checkpoint file or run directory.")],
+    text: Annotated[str, typer.Argument(metavar="TEXT",
+                                        help="The text, with the characters to fill written as the mask.")],
+    mask: Annotated[str, typer.Option(metavar="CHAR", help="The mask character.")] = "_",
+    temperature: Annotated[float, typer.Option(metavar="X",
+                                               min=0.0, help="0: the likeliest character; else sample.")] = 0.0,
+    top_k: Annotated[int | None, typer.Option(metavar="N",
+                                              min=1, help="Sample only among the K likeliest characters.")] = None,
+    seed: Annotated[int | None, typer.Option(metavar="N",
+                                             min=0, help="Random seed (≥ 0): same seed, same output.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print the text and every filled position's five "
                                           "likeliest characters as JSON.")] = False,
 ):
     """Fill in the masked characters of a text; prints the filled text and nothing else.

@@ -22,25 +22,28 @@ P_MODEL = "A random model (without CKPT)"
 @app.command(epilog="Example: lstmgen gradcheck --cell gru --layers 2   |   lstmgen gradcheck runs/demo --json")
 @boundary
 def gradcheck(
-    ckpt: Annotated[Path | None, typer.Argument(help="Check this model (checkpoint or run directory) instead of "
+    ckpt: Annotated[Path | None, typer.Argument(metavar="CKPT",
+                                                help="Check this model (checkpoint or run directory) instead of "
                                                 "a small random one.", show_default=False)] = None,
-    cell: Annotated[str, typer.Option(help=f"{', '.join(CELL_TYPES)}.", rich_help_panel=P_MODEL)] = "lstm",
-    layers: Annotated[int, typer.Option(min=1, help="Stacked layers.", rich_help_panel=P_MODEL)] = 2,
-    direction: Annotated[str, typer.Option(help="fwd (left to right) or bi (bidirectional cloze).",
+    cell: Annotated[str, typer.Option(metavar="NAME",
+                                      help=f"{', '.join(CELL_TYPES)}.", rich_help_panel=P_MODEL)] = "lstm",
+    layers: Annotated[int, typer.Option(metavar="N", min=1, help="Stacked layers.", rich_help_panel=P_MODEL)] = 2,
+    direction: Annotated[str, typer.Option(metavar="NAME", help="fwd (left to right) or bi (bidirectional cloze).",
                                            rich_help_panel=P_MODEL)] = "fwd",
-    hidden: Annotated[int, typer.Option(min=1, help="Hidden units.", rich_help_panel=P_MODEL)] = 5,
-    embed: Annotated[int, typer.Option(min=1, help="Embedding size.", rich_help_panel=P_MODEL)] = 4,
-    vocab: Annotated[int, typer.Option(min=2, help="Vocabulary size.", rich_help_panel=P_MODEL)] = 7,
-    batch: Annotated[int, typer.Option(min=1, help="Sequences B.")] = 2,
-    seq_len: Annotated[int, typer.Option(min=1, help="Characters per sequence T.")] = 3,
-    samples: Annotated[int | None, typer.Option(min=1, help="Check at most N random elements per tensor "
+    hidden: Annotated[int, typer.Option(metavar="N", min=1, help="Hidden units.", rich_help_panel=P_MODEL)] = 5,
+    embed: Annotated[int, typer.Option(metavar="N", min=1, help="Embedding size.", rich_help_panel=P_MODEL)] = 4,
+    vocab: Annotated[int, typer.Option(metavar="N", min=2, help="Vocabulary size.", rich_help_panel=P_MODEL)] = 7,
+    batch: Annotated[int, typer.Option(metavar="N", min=1, help="Sequences B.")] = 2,
+    seq_len: Annotated[int, typer.Option(metavar="N", min=1, help="Characters per sequence T.")] = 3,
+    samples: Annotated[int | None, typer.Option(metavar="N", min=1, help="Check at most N random elements per tensor "
                                                 "(default: all of a random model's; 40 of a checkpoint's).",
                                                 show_default=False)] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (weights, characters, state).")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    seed: Annotated[int, typer.Option(metavar="N", min=0, help="Random seed (≥ 0; weights, characters, state).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
 ):
-    """Check backpropagation through time against central differences, for every parameter tensor
-    and the initial state (float64). Exit 1 if any tensor fails.
+    """Check backpropagation through time against central differences, tensor by tensor.
+
+    Every parameter tensor and the initial state are checked in float64; exit 1 if any fails.
 
     The loss is the mean cross-entropy over B·T random characters plus a random linear function of
     the final state (so the gradient through the carried state is checked too). The default

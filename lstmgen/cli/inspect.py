@@ -12,7 +12,6 @@ from typing import Annotated
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.text import Text
 
 from lstmgen import explorer, probe, view
@@ -23,12 +22,13 @@ from lstmgen.cli.base import (
     check_choice,
     err,
     load_model,
+    out,
     safe,
     use_threads,
 )
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.terminal import shown
-from lstmgen.text import read_text
+from lstmgen.text import named_corpus, read_text
 
 P_TEXT = "Text"
 P_SHOW = "What to show"
@@ -50,52 +50,66 @@ def _int_list(flag: str, text: str | None) -> list[int] | None:
 @app.command(epilog="Example: lstmgen inspect runs/default --text 'She said \"yes\" (twice).' --top-units 3")
 @boundary
 def inspect(
-    ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")],
-    text: Annotated[str | None, typer.Option(help="The text to run the model over.", rich_help_panel=P_TEXT)] = None,
-    file: Annotated[Path | None, typer.Option(help="Read the text from this UTF-8 file.",
+    ckpt: Annotated[Path, typer.Argument(metavar="CKPT", help="Checkpoint file or run directory.")],
+    text: Annotated[str | None, typer.Option(metavar="TEXT",
+                                             help="The text to run the model over.", rich_help_panel=P_TEXT)] = None,
+    file: Annotated[Path | None, typer.Option(metavar="FILE", help="Read the text from this UTF-8 file "
+                                              "(@structured, @default: a bundled corpus).",
                                               rich_help_panel=P_TEXT)] = None,
-    max_chars: Annotated[int, typer.Option(min=1, help="Use at most this many characters of --file.",
+    max_chars: Annotated[int, typer.Option(metavar="N", min=1, help="Use at most this many characters of --file.",
                                            rich_help_panel=P_TEXT)] = 20_000,
-    warmup: Annotated[str, typer.Option(help="Context run before the text (not shown), so the state is "
+    warmup: Annotated[str, typer.Option(metavar="TEXT", help="Context run before the text (not shown), so the state is "
                                         "not the zero state.", rich_help_panel=P_TEXT)] = "",
-    warmup_chars: Annotated[int, typer.Option(min=0, help="Use the first N characters of the text as "
+    warmup_chars: Annotated[int, typer.Option(metavar="N", min=0, help="Use the first N characters of the text as "
                                               "warm-up context only.", rich_help_panel=P_TEXT)] = 0,
-    stack: Annotated[str, typer.Option("--dir", help="A bidirectional model's stack to show: fwd (reads left to "
+    stack: Annotated[str, typer.Option("--dir", metavar="NAME",
+                                       help="A bidirectional model's stack to show: fwd (reads left to "
                                        "right) or bwd (right to left).", rich_help_panel=P_SHOW)] = "fwd",
-    layer: Annotated[int | None, typer.Option(help="Layer of the table and heat maps, from 0. (default: last)",
+    layer: Annotated[int | None, typer.Option(metavar="N",
+                                              help="Layer of the table and heat maps, from 0. (default: last)",
                                               rich_help_panel=P_SHOW)] = None,
-    units: Annotated[str | None, typer.Option(help="Show these units, e.g. 3,17,42.", rich_help_panel=P_SHOW)] = None,
-    top_units: Annotated[int | None, typer.Option(min=1, help="Show the K units ranked first by --rank-by.",
+    units: Annotated[str | None, typer.Option(metavar="LIST",
+                                              help="Show these units, e.g. 3,17,42.", rich_help_panel=P_SHOW)] = None,
+    top_units: Annotated[int | None, typer.Option(metavar="N",
+                                                  min=1, help="Show the K units ranked first by --rank-by.",
                                                   rich_help_panel=P_SHOW)] = None,
-    rank_by: Annotated[str, typer.Option(help="variance, saturation or mean (|value|) of --quantity over the "
+    rank_by: Annotated[str, typer.Option(metavar="NAME",
+                                         help="variance, saturation or mean (|value|) of --quantity over the "
                                          "text.", rich_help_panel=P_SHOW)] = "variance",
-    quantity: Annotated[str | None, typer.Option(help="Quantity that ranks units and colours the heat map "
+    quantity: Annotated[str | None, typer.Option(metavar="NAME",
+                                                 help="Quantity that ranks units and colours the heat map "
                                                  "(default: c for LSTMs, h otherwise).",
                                                  rich_help_panel=P_SHOW)] = None,
-    quantities: Annotated[str | None, typer.Option(help="Table columns, e.g. i,f,o (default: all of the "
+    quantities: Annotated[str | None, typer.Option(metavar="LIST",
+                                                   help="Table columns, e.g. i,f,o (default: all of the "
                                                    "cell's).", rich_help_panel=P_SHOW)] = None,
-    top_k: Annotated[int, typer.Option(min=1, help="Next-character guesses shown per row.",
+    top_k: Annotated[int, typer.Option(metavar="N", min=1, help="Next-character guesses shown per row.",
                                        rich_help_panel=P_SHOW)] = 3,
-    start: Annotated[int, typer.Option(min=0, help="First character shown in the table and heat maps.",
+    start: Annotated[int, typer.Option(metavar="N", min=0, help="First character shown in the table and heat maps.",
                                        rich_help_panel=P_SHOW)] = 0,
-    rows: Annotated[int, typer.Option(min=0, help="Table rows (characters); 0 hides the table.",
+    rows: Annotated[int, typer.Option(metavar="N", min=0, help="Table rows (characters); 0 hides the table.",
                                       rich_help_panel=P_SHOW)] = 40,
-    heat_chars: Annotated[int, typer.Option(min=0, help="Characters per heat map; 0 hides them.",
+    heat_chars: Annotated[int, typer.Option(metavar="N", min=0, help="Characters per heat map; 0 hides them.",
                                             rich_help_panel=P_SHOW)] = 800,
-    probe_spec: Annotated[str | None, typer.Option("--probe", help="Rank units by how well they track quotes, "
+    probe_spec: Annotated[str | None, typer.Option("--probe", metavar="NAME",
+                                                   help="Rank units by how well they track quotes, "
                                                    "brackets, line-position, indent or regex:PATTERN.",
                                                    rich_help_panel=P_SHOW)] = None,
-    params: Annotated[bool, typer.Option("--params", help="Add the parameter summary (every tensor and gate "
+    params: Annotated[bool, typer.Option("--params", metavar="",
+                                         help="Add the parameter summary (every tensor and gate "
                                          "block) and the training state.", rich_help_panel=P_SHOW)] = False,
-    html: Annotated[Path | None, typer.Option(help="Also write an interactive explorer of the trace: one "
+    html: Annotated[Path | None, typer.Option(metavar="FILE",
+                                              help="Also write an interactive explorer of the trace: one "
                                               "self-contained page (pick units, hover characters, select text "
                                               "to find the units that switch on there).",
                                               rich_help_panel=P_OUT)] = None,
-    export: Annotated[Path | None, typer.Option(help="Write every gate, state and prediction to a .npz "
+    export: Annotated[Path | None, typer.Option(metavar="FILE", help="Write every gate, state and prediction to a .npz "
                                                 "(CONTRACTS.md §1).", rich_help_panel=P_OUT)] = None,
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write every value in long format: t, char, "
+    csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE",
+                                                  help="Write every value in long format: t, char, "
                                                   "layer, unit, quantity, value.", rich_help_panel=P_OUT)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the view's data as one JSON object on stdout.",
+    as_json: Annotated[bool, typer.Option("--json", metavar="",
+                                          help="Print the view's data as one JSON object on stdout.",
                                           rich_help_panel=P_OUT)] = False,
     threads: Threads = None,
 ):
@@ -142,6 +156,7 @@ def inspect(
     if text is not None:
         source = "--text"
     elif file is not None:
+        file = named_corpus(file)
         text = read_text(file, "inspect")
         source = str(file)
         if len(text) > max_chars + warmup_chars:
@@ -154,6 +169,9 @@ def inspect(
         warmup, text = warmup + text[:warmup_chars], text[warmup_chars:]
     if not text:
         raise CorpusError(f"the text to inspect is empty ({source})")
+    if start >= len(text):
+        raise typer.BadParameter(f"{start} is past the end of the text ({len(text):,} characters: --start 0 … "
+                                 f"{len(text) - 1})", param_hint="--start")
 
     from tqdm import tqdm
 
@@ -202,7 +220,7 @@ def inspect(
                   "open it in a browser")
     if export is not None or csv_path is not None or as_json:
         return
-    product = Console(highlight=False)
+    product = out
     header = Text(summary, style="bold")
     product.print(header)
     product.print()

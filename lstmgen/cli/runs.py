@@ -24,13 +24,16 @@ STYLES = ["blue", "red", "green", "magenta", "dark_orange", "cyan", "yellow", "b
 @app.command(epilog="Example: lstmgen plot runs/small runs/big --x time --out curves.svg")
 @boundary
 def plot(
-    runs: Annotated[list[Path], typer.Argument(help="Run directories (several: one chart, one colour each).")],
-    x: Annotated[str, typer.Option("--x", help="Horizontal axis: step or time (seconds of training).")] = "step",
-    out_file: Annotated[Path | None, typer.Option("--out", help="Also write the chart to FILE.svg or "
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN",
+                                               help="Run directories (several: one chart, one colour each).")],
+    x: Annotated[str, typer.Option("--x", metavar="NAME",
+                                   help="Horizontal axis: step or time (seconds of training).")] = "step",
+    out_file: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Also write the chart to FILE.svg or "
                                                   "FILE.html.")] = None,
-    width: Annotated[int | None, typer.Option(min=30, help="Chart width in characters (default: the terminal's).",
+    width: Annotated[int | None, typer.Option(metavar="N",
+                                              min=30, help="Chart width in characters (default: the terminal's).",
                                               show_default=False)] = None,
-    height: Annotated[int, typer.Option(min=6, help="Chart height in lines.")] = 16,
+    height: Annotated[int, typer.Option(metavar="N", min=6, help="Chart height in lines.")] = 16,
 ):
     """Train and validation loss (bits per character) of one or more runs, in the terminal.
 
@@ -89,8 +92,9 @@ def _label(run: Path, runs: list[Path]) -> str:
 @app.command(name="runs", epilog="Example: lstmgen runs runs/ --json")
 @boundary
 def runs_cmd(
-    directory: Annotated[Path, typer.Argument(help="Where the run directories are (searched below).")] = Path("runs"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list on stdout.")] = False,
+    directory: Annotated[Path, typer.Argument(metavar="DIR",
+                                              help="Where the run directories are (searched below).")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print a JSON list on stdout.")] = False,
 ):
     """One row per run directory: model, size, steps, best validation loss, speed, corpus.
 
@@ -116,16 +120,31 @@ def runs_cmd(
                      _n(s.step), f"{s.best_val_bpc:.3f}" if s.best_val_bpc is not None else "-",
                      f"{s.chars_per_sec:,.0f}" if s.chars_per_sec else "-", safe(s.corpus or "-"),
                      _ago(now - s.modified) if s.modified else "-"))
-    for k, (col, just) in enumerate((("run", "left"), ("model", "left"), ("params", "right"), ("steps", "right"),
-                                     ("val bpc", "right"), ("c/s", "right"), ("corpus", "left"), ("age", "right"))):
-        natural = max([len(col)] + [len(Text.from_markup(r[k]).plain) for r in rows])
-        if col == "corpus":  # the one column that gives way in a narrow terminal (cut with …)
-            table.add_column(col, justify=just, overflow="ellipsis", max_width=20)
-        else:
-            table.add_column(col, justify=just, no_wrap=True, min_width=natural)
+    columns = [("run", "left"), ("model", "left"), ("params", "right"), ("steps", "right"), ("val bpc", "right"),
+               ("c/s", "right"), ("corpus", "left"), ("age", "right")]
+    natural = [max([len(c)] + [len(Text.from_markup(r[k]).plain) for r in rows]) for k, (c, _) in enumerate(columns)]
+    # a narrow terminal: leave out c/s, then age, then params, until the corpus has room for 16
+    # characters; what it still lacks, it gives way (cut with …)
+    keep, corpus_k = list(range(len(columns))), 6
+    room = natural[corpus_k]
+    for drop in (5, 7, 2, None):
+        room = out.width - (3 * len(keep) - 1) - sum(natural[k] for k in keep if k != corpus_k)  # padding, rules
+        if room >= min(natural[corpus_k], 16) or drop is None:
+            break
+        keep.remove(drop)
+    room = max(6, min(room, natural[corpus_k]))
+    for k in keep:
+        table.add_column(columns[k][0], justify=columns[k][1], no_wrap=True,
+                         min_width=room if k == corpus_k else natural[k], max_width=room if k == corpus_k else None)
     for r in rows:
-        table.add_row(*r)
+        table.add_row(*(_cut(r[k], room) if k == corpus_k else r[k] for k in keep))
     out.print(table)
+
+
+def _cut(markup: str, width: int) -> Text:
+    text = Text.from_markup(markup)
+    text.truncate(width, overflow="ellipsis")
+    return text
 
 
 def _shown_path(run: Path, root: Path) -> str:

@@ -25,27 +25,33 @@ from lstmgen.cli.base import (
     use_threads,
 )
 from lstmgen.errors import ConfigError, CorpusError
-from lstmgen.generate import check_options, generate, generate_many
-from lstmgen.text import read_text
+from lstmgen.generate import check_options, generate, sample_batches
+from lstmgen.text import named_corpus, read_text
 from lstmgen.train import evaluate_ids
 
 
 @app.command(epilog="Example: lstmgen sample runs/default --prime 'The ' --length 500 --temperature 0.8")
 @boundary
 def sample(
-    ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")],
-    length: Annotated[int, typer.Option(min=0, help="Characters to generate (not counting the prime).")] = 500,
-    temperature: Annotated[float, typer.Option(min=0.0, help="Softmax temperature; 0 is greedy.")] = 1.0,
-    top_k: Annotated[int | None, typer.Option(min=1, help="Sample only among the K likeliest characters.")] = None,
-    top_p: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Nucleus sampling: the smallest set "
+    ckpt: Annotated[Path, typer.Argument(metavar="CKPT", help="Checkpoint file or run directory.")],
+    length: Annotated[int, typer.Option(metavar="N",
+                                        min=0, help="Characters to generate (not counting the prime).")] = 500,
+    temperature: Annotated[float, typer.Option(metavar="X", min=0.0, help="Softmax temperature; 0 is greedy.")] = 1.0,
+    top_k: Annotated[int | None, typer.Option(metavar="N",
+                                              min=1, help="Sample only among the K likeliest characters.")] = None,
+    top_p: Annotated[float | None, typer.Option(metavar="X",
+                                                min=0.0, max=1.0, help="Nucleus sampling: the smallest set "
                                                 "of characters with this much probability.")] = None,
-    prime: Annotated[str, typer.Option(help="Text to start from; printed first.")] = "",
-    seed: Annotated[int | None, typer.Option(help="Random seed: same seed, same output.")] = None,
-    num_samples: Annotated[int, typer.Option(min=1, help="How many samples, generated together as one batch "
+    prime: Annotated[str, typer.Option(metavar="TEXT", help="Text to start from; printed first.")] = "",
+    seed: Annotated[int | None, typer.Option(metavar="N",
+                                             min=0, help="Random seed (≥ 0): same seed, same output.")] = None,
+    num_samples: Annotated[int, typer.Option(metavar="N",
+                                             min=1, help="How many samples, generated together as one batch "
                                              "(each with its own random stream and --stop); the first streams "
                                              "as it is generated, the others follow, each after an empty "
                                              "line.")] = 1,
-    stop: Annotated[str | None, typer.Option(help="End a sample right after this string is generated.")] = None,
+    stop: Annotated[str | None, typer.Option(metavar="TEXT",
+                                             help="End a sample right after this string is generated.")] = None,
     threads: Threads = None,
 ):
     """Generate text from a trained model; it streams to stdout.
@@ -64,24 +70,28 @@ def sample(
     vocab.encode(prime, "prime text")  # unknown characters: an error naming them, before any output
     tty = sys.stdout.isatty()
     w = sys.stdout
-    if num_samples == 1:
-        steps = ([ch] for ch in generate(model, vocab, length, prime=prime, temperature=temperature, top_k=top_k,
-                                         top_p=top_p, rng=np.random.default_rng(seed), stop=stop))
-    else:  # all samples as one batch; the first streams, the others are printed when it is done
-        steps = generate_many(model, vocab, length, num_samples, prime=prime, temperature=temperature,
-                              top_k=top_k, top_p=top_p, seed=seed, stop=stop)
-    rest = [[] for _ in range(num_samples - 1)]
     w.write(prime)
-    for i, chars in enumerate(steps):
-        if chars[0] is not None:
-            w.write(chars[0])
+    if num_samples == 1:
+        for i, ch in enumerate(generate(model, vocab, length, prime=prime, temperature=temperature, top_k=top_k,
+                                        top_p=top_p, rng=np.random.default_rng(seed), stop=stop)):
+            w.write(ch)
             if tty or i % 64 == 63:
                 w.flush()
-        for buf, ch in zip(rest, chars[1:]):
-            if ch is not None:
-                buf.append(ch)
-    for buf in rest:
-        w.write("\n\n" + prime + "".join(buf))
+    else:  # batches of rows; the first sample streams, the others of a batch follow when it is done
+        for rows, steps in sample_batches(model, vocab, length, num_samples, prime=prime, temperature=temperature,
+                                          top_k=top_k, top_p=top_p, seed=seed, stop=stop):
+            streams = rows.start == 0
+            rest = [[] for _ in range(len(rows) - streams)]
+            for i, chars in enumerate(steps):
+                if streams and chars[0] is not None:
+                    w.write(chars[0])
+                    if tty or i % 64 == 63:
+                        w.flush()
+                for buf, ch in zip(rest, chars[streams:]):
+                    if ch is not None:
+                        buf.append(ch)
+            for buf in rest:
+                w.write("\n\n" + prime + "".join(buf))
     w.flush()
     if tty:
         w.write("\n")
@@ -91,9 +101,10 @@ def sample(
 @app.command(name="eval", epilog="Example: lstmgen eval runs/default corpora/default.txt --json")
 @boundary
 def eval_cmd(
-    ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")],
-    file: Annotated[Path, typer.Argument(help="UTF-8 text to score.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    ckpt: Annotated[Path, typer.Argument(metavar="CKPT", help="Checkpoint file or run directory.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="UTF-8 text to score (@default, @structured: a "
+                                         "bundled corpus).")],
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
     threads: Threads = None,
 ):
     """Loss, bits per character and perplexity of a text under a model.
@@ -105,6 +116,7 @@ def eval_cmd(
     """
     use_threads(threads)
     model, vocab, ck = load_model(ckpt)
+    file = named_corpus(file)
     text = read_text(file, "eval")
     ids = vocab.encode(text, f"eval file {file}")
     if len(ids) < 2:

@@ -24,14 +24,14 @@ from lstmgen.cli.base import (
     parse_duration,
     safe,
 )
-from lstmgen.corpus import DEFAULT_GLOB
+from lstmgen.corpus import DEFAULT_GLOB, corpus_label
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.generate import generate
 from lstmgen.model import CELL_TYPES
 from lstmgen.optim import OPTIMIZERS, SCHEDULES
 from lstmgen.parallel import WorkerLost, mpi_world
 from lstmgen.rundir import default_run_dir
-from lstmgen.text import DEFAULT_CORPUS
+from lstmgen.text import DEFAULT_CORPUS, named_corpus
 from lstmgen.threads import get_threads
 from lstmgen.train import TrainOptions, join_world, new_trainer, resume_trainer, start_workers
 
@@ -41,74 +41,89 @@ D = TrainOptions()  # the defaults, as the help shows them
 @app.command(epilog="Example: lstmgen train corpora/default.txt --max-time 5m --out runs/demo")
 @boundary
 def train(
-    corpus: Annotated[list[Path] | None, typer.Argument(
-        help="UTF-8 text files and/or directories, read in order as one text (default: the bundled corpus).",
+    corpus: Annotated[list[Path] | None, typer.Argument(metavar="CORPUS",
+        help="UTF-8 text files and/or directories, read in order as one text; @default and @structured name "
+             "the corpora shipped with lstmgen (default: @default).",
         show_default=False)] = None,
-    glob: Annotated[str | None, typer.Option(help="Which files of a CORPUS directory to read (recursively, sorted, "
+    glob: Annotated[str | None, typer.Option(metavar="PATTERN",
+                                             help="Which files of a CORPUS directory to read (recursively, sorted, "
                                              "hidden ones skipped). (default *.txt)", rich_help_panel=P_DATA)] = None,
-    cell: Annotated[str | None, typer.Option(help=f"Recurrent cell: {', '.join(CELL_TYPES)}. (default {D.cell})",
+    cell: Annotated[str | None, typer.Option(metavar="NAME",
+                                             help=f"Recurrent cell: {', '.join(CELL_TYPES)}. (default {D.cell})",
                                              rich_help_panel=P_MODEL)] = None,
-    direction: Annotated[str | None, typer.Option(help="fwd: a left-to-right language model; bi: a bidirectional "
+    direction: Annotated[str | None, typer.Option(metavar="NAME",
+                                                  help="fwd: a left-to-right language model; bi: a bidirectional "
                                                   "cloze model (each character from both sides; generate with "
                                                   "lstmgen fill). (default fwd)", rich_help_panel=P_MODEL)] = None,
-    layers: Annotated[int | None, typer.Option(min=1, help=f"Stacked layers. (default {D.layers})",
+    layers: Annotated[int | None, typer.Option(metavar="N", min=1, help=f"Stacked layers. (default {D.layers})",
                                                rich_help_panel=P_MODEL)] = None,
-    hidden: Annotated[int | None, typer.Option(min=1, help=f"Hidden units per layer. (default {D.hidden})",
+    hidden: Annotated[int | None, typer.Option(metavar="N", min=1, help=f"Hidden units per layer. (default {D.hidden})",
                                                rich_help_panel=P_MODEL)] = None,
-    embed: Annotated[int | None, typer.Option(min=1, help=f"Embedding size. (default {D.embed})",
+    embed: Annotated[int | None, typer.Option(metavar="N", min=1, help=f"Embedding size. (default {D.embed})",
                                               rich_help_panel=P_MODEL)] = None,
-    dropout: Annotated[float | None, typer.Option(help="Dropout between layers and before "
+    dropout: Annotated[float | None, typer.Option(metavar="X", help="Dropout between layers and before "
                                                   f"the output layer. (default {D.dropout:g})",
                                                   rich_help_panel=P_MODEL)] = None,
-    dtype: Annotated[str | None, typer.Option(help=f"float32 or float64. (default {D.dtype})",
+    dtype: Annotated[str | None, typer.Option(metavar="NAME", help=f"float32 or float64. (default {D.dtype})",
                                               rich_help_panel=P_MODEL)] = None,
-    seq_len: Annotated[int | None, typer.Option(min=1, help=f"Truncated BPTT length T. (default {D.seq_len})",
+    seq_len: Annotated[int | None, typer.Option(metavar="N",
+                                                min=1, help=f"Truncated BPTT length T. (default {D.seq_len})",
                                                 rich_help_panel=P_DATA)] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Parallel streams B (state carried across "
+    batch_size: Annotated[int | None, typer.Option(metavar="N", min=1, help="Parallel streams B (state carried across "
                                                    f"batches). (default {D.batch_size})",
                                                    rich_help_panel=P_DATA)] = None,
-    val_frac: Annotated[float | None, typer.Option(help="Held-out tail of the corpus. "
+    val_frac: Annotated[float | None, typer.Option(metavar="X", help="Held-out tail of the corpus. "
                                                    f"(default {D.val_frac:g})", rich_help_panel=P_DATA)] = None,
-    optimizer: Annotated[str | None, typer.Option(help=f"{', '.join(OPTIMIZERS)}. (default {D.optimizer})",
+    optimizer: Annotated[str | None, typer.Option(metavar="NAME",
+                                                  help=f"{', '.join(OPTIMIZERS)}. (default {D.optimizer})",
                                                   rich_help_panel=P_OPT)] = None,
-    lr: Annotated[float | None, typer.Option(help=f"Learning rate, > 0. (default {D.lr:g})",
+    lr: Annotated[float | None, typer.Option(metavar="X", help=f"Learning rate, > 0. (default {D.lr:g})",
                                              rich_help_panel=P_OPT)] = None,
-    lr_schedule: Annotated[str | None, typer.Option(help=f"{', '.join(SCHEDULES)} (cosine: linear warm-up, "
+    lr_schedule: Annotated[str | None, typer.Option(metavar="NAME",
+                                                    help=f"{', '.join(SCHEDULES)} (cosine: linear warm-up, "
                                                     f"decay to 10 %). (default {D.lr_schedule})",
                                                     rich_help_panel=P_OPT)] = None,
-    warmup: Annotated[int | None, typer.Option(min=0, help=f"Warm-up steps. (default {D.warmup})",
+    warmup: Annotated[int | None, typer.Option(metavar="N", min=0, help=f"Warm-up steps. (default {D.warmup})",
                                                rich_help_panel=P_OPT)] = None,
-    weight_decay: Annotated[float | None, typer.Option(min=0.0, help="Weight decay on weight matrices "
+    weight_decay: Annotated[float | None, typer.Option(metavar="X", min=0.0, help="Weight decay on weight matrices "
                                                        f"(decoupled for adamw). (default {D.weight_decay:g})",
                                                        rich_help_panel=P_OPT)] = None,
-    grad_clip: Annotated[float | None, typer.Option(min=0.0, help="Clip by global norm; 0 = off. "
+    grad_clip: Annotated[float | None, typer.Option(metavar="X", min=0.0, help="Clip by global norm; 0 = off. "
                                                     f"(default {D.grad_clip:g})",
                                                     rich_help_panel=P_OPT)] = None,
-    seed: Annotated[int | None, typer.Option(help=f"Random seed. (default {D.seed})", rich_help_panel=P_OPT)] = None,
-    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop at this step (counts the whole run).",
+    seed: Annotated[int | None, typer.Option(metavar="N", min=0, help=f"Random seed, ≥ 0. (default {D.seed})",
+                                             rich_help_panel=P_OPT)] = None,
+    max_steps: Annotated[int | None, typer.Option(metavar="N", min=1, help="Stop at this step (counts the whole run).",
                                                   rich_help_panel=P_RUN)] = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Stop after this many epochs (whole run). "
+    epochs: Annotated[int | None, typer.Option(metavar="N", min=1, help="Stop after this many epochs (whole run). "
                                                f"(default {D.epochs})", rich_help_panel=P_RUN)] = None,
-    max_time: Annotated[str | None, typer.Option(help="Time budget of this invocation: 90s, 10m, 1h.",
+    max_time: Annotated[str | None, typer.Option(metavar="DURATION",
+                                                 help="Time budget of this invocation: 90s, 10m, 1h.",
                                                  rich_help_panel=P_RUN)] = None,
-    eval_every: Annotated[int | None, typer.Option(min=1, help="Validate and save every N steps. "
+    eval_every: Annotated[int | None, typer.Option(metavar="N", min=1, help="Validate and save every N steps. "
                                                    f"(default {D.eval_every})", rich_help_panel=P_RUN)] = None,
-    patience: Annotated[int | None, typer.Option(min=1, help="Stop after N evaluations without improvement.",
+    patience: Annotated[int | None, typer.Option(metavar="N",
+                                                 min=1, help="Stop after N evaluations without improvement.",
                                                  rich_help_panel=P_RUN)] = None,
-    sample_every: Annotated[int | None, typer.Option(min=1, help="Print a short sample to stderr every N steps.",
+    sample_every: Annotated[int | None, typer.Option(metavar="N",
+                                                     min=1, help="Print a short sample to stderr every N steps.",
                                                      rich_help_panel=P_RUN)] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory (default: runs/<corpus name>, "
+    out_dir: Annotated[Path | None, typer.Option("--out", metavar="DIR",
+                                                 help="Run directory (default: runs/<corpus name>, "
                                                  "never another run's).", rich_help_panel=P_RUN)] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory exactly.",
+    resume: Annotated[Path | None, typer.Option(metavar="DIR", help="Continue the run in this directory exactly.",
                                                 rich_help_panel=P_RUN)] = None,
-    init_from: Annotated[Path | None, typer.Option(help="Start from this checkpoint's weights (fine-tuning).",
+    init_from: Annotated[Path | None, typer.Option(metavar="CKPT",
+                                                   help="Start from this checkpoint's weights (fine-tuning).",
                                                    rich_help_panel=P_RUN)] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Data-parallel worker processes, each on its rows of "
+    workers: Annotated[int | None, typer.Option(metavar="N",
+                                                min=1, help="Data-parallel worker processes, each on its rows of "
                                                 "every batch (default: one per core, at least 4 rows each; "
                                                 "a resumed run: its own count). Under mpiexec the MPI ranks "
                                                 "are the workers.", show_default=False,
                                                 rich_help_panel=P_RUN)] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="BLAS threads of each worker (default: cores ÷ "
+    threads: Annotated[int | None, typer.Option(metavar="N",
+                                                min=1, help="BLAS threads of each worker (default: cores ÷ "
                                                 "workers, at least 1).", show_default=False)] = None,
 ):
     """Train a character-level model on text files (or folders of them), on every core."""
@@ -138,6 +153,7 @@ def train(
 
 def _build_trainer(corpus: list[Path] | None, glob: str | None, resume: Path | None, init_from: Path | None,
                    out_dir: Path | None, given: dict):
+    corpus = [named_corpus(p) for p in corpus] if corpus else None
     check_choice("--cell", given["cell"], CELL_TYPES)
     check_choice("--direction", given["direction"], ("fwd", "bi"))  # (jordan + bi: refused by ModelConfig)
     check_choice("--optimizer", given["optimizer"], OPTIMIZERS)
@@ -237,7 +253,7 @@ def _train_loop(trainer, group, resumed: bool) -> None:
                f"{'s' if (get_threads() or 1) > 1 else ''} each)" if n > 1
                else f"1 worker ({get_threads() or '?'} BLAS threads)")
     err.print(
-        f"{'resuming' if resumed else 'training'} on {safe(trainer.corpus_path.name)}: "
+        f"{'resuming' if resumed else 'training'} on {safe(corpus_label(trainer.corpus_meta))}: "
         f"{trainer.n_chars:,} chars, vocab {len(trainer.vocab)} | {cfg.cell}"
         f"{' bidirectional (cloze)' if cfg.direction == 'bi' else ''} {cfg.layers}×{cfg.hidden}, "
         f"embed {cfg.embed}, dropout {cfg.dropout:g}, {trainer.model.num_params:,} params, {cfg.dtype} | "
@@ -254,7 +270,7 @@ def _train_loop(trainer, group, resumed: bool) -> None:
         bar.n = p.step
         val = f"{p.val_loss:.3f}" if p.val_loss is not None else "-"
         bpc = f"{p.val_loss / LN2:.3f}" if p.val_loss is not None else "-"
-        bar.set_postfix_str(f"ep {p.epoch} loss {p.train_loss:.3f} val {val} bpc {bpc} "
+        bar.set_postfix_str(f"ep {p.epoch} train {p.train_loss:.3f} val {val} bpc {bpc} "
                             f"{p.chars_per_sec / 1000:.1f}k char/s", refresh=False)
         bar.update(0)
         if p.event == "eval" and bar.disable:
