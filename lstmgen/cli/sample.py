@@ -46,7 +46,7 @@ def sample(
     seed: Annotated[int | None, typer.Option(metavar="N",
                                              min=0, help="Random seed (≥ 0): same seed, same output.")] = None,
     num_samples: Annotated[int, typer.Option(metavar="N",
-                                             min=1, help="How many samples, generated together as one batch "
+                                             min=1, help="How many samples, generated together in batches of up to 256 "
                                              "(each with its own random stream and --stop); the first streams "
                                              "as it is generated, the others follow, each after an empty "
                                              "line.")] = 1,
