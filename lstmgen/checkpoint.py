@@ -1,4 +1,4 @@
-"""The checkpoint file (CONTRACTS.md §2): one ``.npz``, no pickle, written atomically, validated on load.
+"""The checkpoint file (docs/FORMAT.md): one ``.npz``, no pickle, written atomically, validated on load.
 
 Keys:
     embedding.weight, rnn.*_l{k}, decoder.*   parameters in PyTorch state_dict names and layouts

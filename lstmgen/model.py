@@ -4,7 +4,7 @@ Notation: B batch, T time, E embedding, H hidden, V vocabulary, L layers, G gate
 
 Parameters are one flat dict of arrays named and laid out as PyTorch's ``state_dict`` of
 ``nn.Embedding(V, E)``, ``nn.LSTM/GRU/RNN(E, H, num_layers=L)`` and ``nn.Linear(H, V)``
-(see CONTRACTS.md §2), plus ``rnn.weight_peep_l{k}`` (3, H) for the peephole cell. All of
+(see docs/FORMAT.md), plus ``rnn.weight_peep_l{k}`` (3, H) for the peephole cell. All of
 them are views into one contiguous buffer (``CharLM.flat``), and so are the gradients, so
 that clipping and the optimizer run as a few vector operations over the whole model.
 

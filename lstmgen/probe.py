@@ -414,7 +414,7 @@ def param_summary(cfg: ModelConfig, params: dict[str, np.ndarray]) -> list[Param
 
 
 def export_npz(path: str | Path, trace: Trace) -> None:
-    """CONTRACTS.md §1: text (0-d unicode), layer{k}.{q} (T, H), probs (T, V); no pickled objects."""
+    """docs/FORMAT.md: text (0-d unicode), layer{k}.{q} (T, H), probs (T, V); no pickled objects."""
     arrays = {"text": np.array(trace.text)}
     for k, layer in enumerate(trace.layers):
         for q, v in layer.items():

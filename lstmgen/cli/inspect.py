@@ -104,7 +104,8 @@ def inspect(
                                               "to find the units that switch on there).",
                                               rich_help_panel=P_OUT)] = None,
     export: Annotated[Path | None, typer.Option(metavar="FILE", help="Write every gate, state and prediction to a .npz "
-                                                "(CONTRACTS.md §1).", rich_help_panel=P_OUT)] = None,
+                                                "(the layout: docs/FORMAT.md in lstmgen's source).",
+                                                rich_help_panel=P_OUT)] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE",
                                                   help="Write every value in long format: t, char, "
                                                   "layer, unit, quantity, value.", rich_help_panel=P_OUT)] = None,
