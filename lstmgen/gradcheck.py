@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmgen.model import CharLM
+from lstmgen.model import CharLM, state_layout
 
 EPS = 1e-6
 FLOOR = 1e-3
@@ -70,10 +70,9 @@ def check(model: CharLM, x: np.ndarray, y: np.ndarray, state, w_final, samples: 
         return loss + sum(float(np.sum(w * s)) for ws, ss in zip(w_final, final) for w, s in zip(ws, ss))
 
     targets = [(name, p, grads[name]) for name, p in model.params.items()]
-    parts = ("h", "c")
-    for k, layer in enumerate(state):
-        for j, s in enumerate(layer):
-            targets.append((f"initial state l{k}.{parts[j]}", s, dstate0[k][j]))
+    for k, (layer, parts) in enumerate(zip(state, state_layout(model.cfg))):  # named as checkpoints name them
+        for j, (s, (part, _)) in enumerate(zip(layer, parts)):
+            targets.append((f"initial state l{k}.{part}", s, dstate0[k][j]))
     results = []
     for name, p, g in targets:
         flat_idx = np.arange(p.size)

@@ -24,7 +24,11 @@ def test_passes_on_every_cell(cell, layers):
     names = [t["name"] for t in doc["tensors"]]
     recurrent = "rnn.weight_yh_l0" if cell == "jordan" and layers == 1 else f"rnn.weight_hh_l{layers - 1}"
     assert "decoder.weight" in names and recurrent in names  # (jordan's layer 0 reads y, not h)
-    assert any(n.startswith("initial state") for n in names)  # the initial state is checked too
+    # the initial state is checked too, each part named as the checkpoint's state.l{k}.* keys
+    want = {"lstm": ["h", "c"], "peephole": ["h", "c"], "cifg": ["h", "c"], "gru": ["h"], "rnn": ["h"]}
+    parts = [["h", "y"]] + [["h"]] * (layers - 1) if cell == "jordan" else [want[cell]] * layers
+    assert [n for n in names if n.startswith("initial state")] == [
+        f"initial state l{k}.{p}" for k, layer in enumerate(parts) for p in layer]
     assert all(t["max_rel_error"] < 1e-5 and t["checked"] > 0 for t in doc["tensors"])
 
 
