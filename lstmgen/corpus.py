@@ -248,7 +248,7 @@ def scan(files: Path | list[Path], what: str = "corpus", on_bytes: Callable[[int
         n += len(cp)
     if len(files) > 1:
         for name, r in zip(names or [p.name for p in files], records):
-            whole.update(f"{name}\0{r['sha256']}\n".encode())
+            whole.update(os.fsencode(name) + f"\0{r['sha256']}\n".encode())  # (a name may not be UTF-8)
     chars = "".join(map(chr, np.flatnonzero(seen)))
     return chars, n, whole.hexdigest(), records
 

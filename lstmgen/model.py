@@ -19,6 +19,7 @@ computed in place, split over threads when large.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -30,6 +31,8 @@ from lstmgen.threads import column_spans, parallel_map
 
 # jordan: an Elman network whose layer 0 reads the model's previous output (see ``jordan``)
 CELL_TYPES = (*CELLS, "jordan")
+MAX_LAYERS = 256
+MAX_PARAMS = 1 << 31  # 8 GiB of float32 parameters, before gradients and optimizer moments
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -58,6 +61,12 @@ class ModelConfig:
             raise ConfigError(f"dtype must be float32 or float64, got {self.dtype!r}")
         if self.direction not in ("fwd", "bi"):
             raise ConfigError(f"direction must be fwd or bi, got {self.direction!r}")
+        if int(self.layers) > MAX_LAYERS:
+            raise ConfigError(f"{self.layers} layers is more than lstmgen stacks (at most {MAX_LAYERS})")
+        n = sum(math.prod(s) for s in param_shapes(self).values()) if self.direction in ("fwd", "bi") else 0
+        if n > MAX_PARAMS:
+            raise ConfigError(f"a model of {n:,} parameters ({n * 4 / 2**30:,.0f} GiB in float32) is more than lstmgen "
+                              f"holds (at most {MAX_PARAMS:,}); choose a smaller --hidden, --embed or --layers")
         if self.direction == "bi" and self.cell == "jordan":
             raise ConfigError("--cell jordan --direction bi: a Jordan network reads its own previous output, which "
                               "needs one direction; choose another cell or --direction fwd")

@@ -40,8 +40,13 @@ def prepare_run_dir(out: Path) -> RunLock:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create run directory {out}: {e.strerror or e}") from e
+    holds_run = lambda: (out / "latest.npz").exists() or (out / "metrics.jsonl").exists()  # noqa: E731
+    if holds_run():  # refused before its lock is touched (and again under the lock: two starting at once)
+        RunLock(out).check_free()  # a run being trained now: say by whom
+        raise ConfigError(f"--out {out} already holds a run; use --resume {out} to continue it, "
+                          "or choose another --out")
     lock = RunLock(out).acquire()
-    if (out / "latest.npz").exists() or (out / "metrics.jsonl").exists():
+    if holds_run():
         lock.release()
         raise ConfigError(f"--out {out} already holds a run; use --resume {out} to continue it, "
                           "or choose another --out")
@@ -76,6 +81,22 @@ class RunLock:
         self.fd = fd
         remove_stale_temporaries(self.path.parent)
         return self
+
+    def check_free(self) -> None:
+        """Refuse, naming the process, when another lstmgen train holds this lock; write nothing."""
+        if fcntl is None:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return  # no lock file: nobody holds it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise LstmgenError(f"run directory {self.path.parent} is in use by another lstmgen train"
+                               f"{_read_owner(fd)}; wait for it to finish or stop it first") from None
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self.fd is not None:

@@ -60,11 +60,17 @@ def read_metrics(run: Path) -> list[dict]:
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    for line in lines:
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line)
+        except ValueError:  # (json's decode errors; a torn or foreign line)
             continue
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 

@@ -31,9 +31,10 @@ def plot(
     out_file: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Also write the chart to FILE.svg or "
                                                   "FILE.html.")] = None,
     width: Annotated[int | None, typer.Option(metavar="N",
-                                              min=30, help="Chart width in characters (default: the terminal's).",
+                                              min=30, max=1000,
+                                              help="Chart width in characters (default: the terminal's).",
                                               show_default=False)] = None,
-    height: Annotated[int, typer.Option(metavar="N", min=6, help="Chart height in lines.")] = 16,
+    height: Annotated[int, typer.Option(metavar="N", min=6, max=200, help="Chart height in lines.")] = 16,
 ):
     """Train and validation loss (bits per character) of one or more runs, in the terminal.
 
