@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from lstmgen.optim import lr_at  # noqa: E402
 from lstmgen.text import BatchStream, Vocab, read_text, split  # noqa: E402
-from lstmgen.train import eval_rows  # noqa: E402
+from lstmgen.training import eval_rows  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 NANOGPT_REPORTED = 1.88  # nanoGPT README: shakespeare_char on CPU, ~3 minutes, val loss ≈ 1.88

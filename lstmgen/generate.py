@@ -254,3 +254,42 @@ def generate_many(model: CharLM, vocab: Vocab, length: int, n: int, *, prime: st
         yield out
         if not live.any():
             return
+
+
+def sample_pieces(model: CharLM, vocab: Vocab, length: int, *, num_samples: int = 1, prime: str = "",
+                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                  seed: int | None = None, stop: str | None = None) -> Iterator[tuple[int, str]]:
+    """What ``lstmgen sample`` prints, as (sample number, text) pieces in printing order: sample 0's
+    prime, then its characters one by one as they are generated; every other sample whole (prime
+    first) once its batch is done. The checks come first, before any piece: the options, a
+    bidirectional model (it cannot generate left to right), a prime with unknown characters."""
+    check_options(temperature, top_k, top_p)
+    if top_p == 0:
+        raise ConfigError("--top-p must be greater than 0")
+    if length < 0 or num_samples < 1:
+        raise ConfigError(f"--length must be ≥ 0 and --num-samples ≥ 1, got {length} and {num_samples}")
+    if model.cfg.direction == "bi":
+        raise ConfigError("a bidirectional (cloze) model predicts a character from both sides and cannot "
+                          "generate left to right; fill in masked text with: lstmgen fill CKPT 'th_ c_t'")
+    vocab.encode(prime, "prime text")  # unknown characters: an error naming them, before any output
+    return _pieces(model, vocab, length, num_samples, prime, dict(temperature=temperature, top_k=top_k,
+                                                                  top_p=top_p, stop=stop), seed)
+
+
+def _pieces(model, vocab, length, num_samples, prime, options, seed) -> Iterator[tuple[int, str]]:
+    yield 0, prime
+    if num_samples == 1:
+        for ch in generate(model, vocab, length, prime=prime, rng=np.random.default_rng(seed), **options):
+            yield 0, ch
+        return
+    for rows, steps in sample_batches(model, vocab, length, num_samples, prime=prime, seed=seed, **options):
+        first = rows.start == 0  # sample 0 streams; the others of a batch follow when it is done
+        rest: list[list[str]] = [[] for _ in range(len(rows) - first)]
+        for chars in steps:
+            if first and chars[0] is not None:
+                yield 0, chars[0]
+            for buf, ch in zip(rest, chars[first:]):
+                if ch is not None:
+                    buf.append(ch)
+        for r, buf in zip(rows[first:], rest):
+            yield r, prime + "".join(buf)

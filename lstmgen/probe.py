@@ -413,9 +413,10 @@ def param_summary(cfg: ModelConfig, params: dict[str, np.ndarray]) -> list[Param
 # ---------------------------------------------------------------------- exports
 
 
-def export_npz(path: str | Path, trace: Trace) -> None:
-    """docs/FORMAT.md: text (0-d unicode), layer{k}.{q} (T, H), probs (T, V); no pickled objects."""
-    arrays = {"text": np.array(trace.text)}
+def export_arrays(trace: Trace) -> dict[str, np.ndarray]:
+    """The trace as named arrays (docs/FORMAT.md): layer{k}.{q} (T, H), layer{k}_reverse.{q} for a
+    bidirectional model's backward stack, probs (T, V)."""
+    arrays = {}
     for k, layer in enumerate(trace.layers):
         for q, v in layer.items():
             arrays[f"layer{k}.{q}"] = np.ascontiguousarray(v)
@@ -423,7 +424,22 @@ def export_npz(path: str | Path, trace: Trace) -> None:
         for q, v in layer.items():
             arrays[f"layer{k}_reverse.{q}"] = np.ascontiguousarray(v)
     arrays["probs"] = np.ascontiguousarray(trace.probs)
+    return arrays
+
+
+def export_npz(path: str | Path, trace: Trace) -> None:
+    """``inspect --export``: text (0-d unicode) and ``export_arrays``; no pickled objects."""
+    arrays = {"text": np.array(trace.text), **export_arrays(trace)}
     _write(path, lambda f: np.savez(f, **arrays))
+
+
+def summary(cfg: ModelConfig, meta: dict, trace: Trace, source: str, warmup: str = "") -> str:
+    """One line on what was traced: "lstm 1×384 · step 900 · 2,000 characters of … · 1.234 bits/char"."""
+    loss_bits = float(np.nanmean(trace.surprisal_bits())) if trace.T > 1 else float("nan")
+    return (f"{cfg.cell} {cfg.layers}×{cfg.hidden} · step {meta.get('train', {}).get('step', '?')} · "
+            f"{trace.T:,} characters of {source}"
+            + (f" after {len(warmup):,} of warm-up" if warmup else "")
+            + (f" · {loss_bits:.3f} bits/char" if np.isfinite(loss_bits) else ""))
 
 
 def export_csv(path: str | Path, trace: Trace) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from lstmgen import __version__
 from lstmgen import checkpoint as ckpt_io
-from lstmgen.corpus import DEFAULT_GLOB, Corpus, corpus_label, load_corpus
+from lstmgen.corpus import DEFAULT_GLOB, Corpus, corpus_label, load_corpus, resolve_inputs
 from lstmgen.dropout import RowStreams
 from lstmgen.errors import ConfigError, CorpusError, DivergenceError, LstmgenError, VocabError
 from lstmgen.model import CharLM, ModelConfig
@@ -577,8 +577,14 @@ def new_trainer(corpus_path: Path | list[Path], out: Path, opts: TrainOptions, i
                 on_bytes: Callable[[int], None] | None = None, glob: str = DEFAULT_GLOB) -> Trainer:
     """A new run in ``out`` (created and locked; removed again if setting up fails)."""
     opts.check()
+    # what can be refused before the run directory is made: missing inputs, a model of impossible shape
+    resolve_inputs([Path(p) for p in (corpus_path if isinstance(corpus_path, list) else [corpus_path])], glob)
     init = ckpt_io.load(init_from) if init_from is not None else None
-    created = not out.exists()
+    if init is None:
+        ModelConfig(vocab_size=2, cell=opts.cell, layers=opts.layers, hidden=opts.hidden, embed=opts.embed,
+                    dropout=opts.dropout, dtype=opts.dtype, direction=opts.direction)
+    made = [d for d in (out, *out.parents) if not d.exists()]  # removed again if setting up fails
+    created = bool(made)
     lock = prepare_run_dir(out)
     try:
         vocab = Vocab(init.meta["vocab"]) if init is not None else None
@@ -600,6 +606,11 @@ def new_trainer(corpus_path: Path | list[Path], out: Path, opts: TrainOptions, i
         lock.release()
         if created:
             remove_if_unused(out)
+            for d in made[1:]:  # the parents this run made (runs/), when empty
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
         raise
 
 

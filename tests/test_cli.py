@@ -115,7 +115,7 @@ def test_resume_equals_uninterrupted(corpus, tmp_path):
 def test_max_time_cosine_ends_with_the_time_budget(corpus, tmp_path, monkeypatch):
     """With --max-time the cosine decay follows the clock: half the budget gone → halfway down,
     all gone → min lr; a resumed run continues from where the schedule stood."""
-    from lstmgen import train as train_mod
+    from lstmgen import training as train_mod
 
     clock = [1000.0]
     monkeypatch.setattr(train_mod.time, "monotonic", lambda: clock[0])

@@ -17,7 +17,7 @@ from lstmgen import generate as gen
 from lstmgen.cli import app
 from lstmgen.cli.base import load_model
 from lstmgen.synthetic import prose
-from lstmgen.train import TrainOptions, suggested_lr
+from lstmgen.training import TrainOptions, suggested_lr
 
 runner = CliRunner()
 TINY = ["--hidden", "8", "--embed", "4", "--batch-size", "4", "--seq-len", "8", "--workers", "1"]

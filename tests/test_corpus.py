@@ -10,7 +10,7 @@ from lstmgen.corpus import id_dtype, load_corpus
 from lstmgen.errors import CorpusError, VocabError
 from lstmgen.synthetic import prose
 from lstmgen.text import Vocab, decode_bytes
-from lstmgen.train import TrainOptions, new_trainer, resume_trainer
+from lstmgen.training import TrainOptions, new_trainer, resume_trainer
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from lstmgen.cli import app
 from lstmgen.synthetic import cjk, prose
-from lstmgen.train import divergence, divergence_limit
+from lstmgen.training import divergence, divergence_limit
 
 runner = CliRunner()
 

@@ -16,7 +16,7 @@ from lstmgen.cli import app
 from lstmgen.model import CELL_TYPES, CharLM, ModelConfig
 from lstmgen.synthetic import structured
 from lstmgen.text import Vocab
-from lstmgen.train import TrainOptions, new_trainer
+from lstmgen.training import TrainOptions, new_trainer
 
 runner = CliRunner()
 VOCAB = ' \n"()abcdefghijklmnopqrstuvwxyz.'

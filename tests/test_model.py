@@ -241,7 +241,7 @@ def test_cosine_follows_whichever_budget_is_further_along():
 
 
 def test_weight_decay_applies_to_matrices_only():
-    from lstmgen.train import TrainOptions, make_optimizer
+    from lstmgen.training import TrainOptions, make_optimizer
 
     m = _model("peephole", dtype="float32")
     opt = make_optimizer(TrainOptions(weight_decay=0.1), m)

@@ -272,7 +272,7 @@ def test_signals_at_random_moments_are_agreed_by_every_worker(corpus, tmp_path):
 SIGNAL_AFTER_VALIDATION = """
 import sys
 from pathlib import Path
-from lstmgen.train import Trainer, TrainOptions, new_trainer, start_workers
+from lstmgen.training import Trainer, TrainOptions, new_trainer, start_workers
 
 real = Trainer.evaluate
 def evaluate(self):  # the signal lands on the main process right after the workers agreed on validation

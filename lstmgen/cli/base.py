@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import math
 import os
@@ -119,6 +120,9 @@ def safe(value: object) -> str:
     return escape(shown(value))
 
 
+RAISE_ERRORS = contextvars.ContextVar("lstmgen_raise_errors", default=False)  # the Python API: raise, not exit
+
+
 def boundary(fn):
     """Turn lstmgen's errors (and Ctrl-C outside training) into one red line and an exit code."""
 
@@ -128,13 +132,19 @@ def boundary(fn):
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite results are checked
                 return fn(*args, **kwargs)
         except LstmgenError as e:
-            if os.environ.get("LSTMGEN_DEBUG") == "1":
+            if os.environ.get("LSTMGEN_DEBUG") == "1" or RAISE_ERRORS.get():
                 raise
             err.print(f"[bold red]error:[/] {safe(e)}")
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err.print("[bold red]interrupted[/]")
             raise typer.Exit(130) from None
+        except MemoryError as e:  # NumPy's too: "Unable to allocate 327 TiB for an array …"
+            if os.environ.get("LSTMGEN_DEBUG") == "1" or RAISE_ERRORS.get():
+                raise
+            why = str(e).split(" for an array")[0] if str(e) else "out of memory"
+            err.print(f"[bold red]error:[/] {safe(why)}: choose a smaller model, batch or text")
+            raise typer.Exit(1) from None
         except BrokenPipeError:  # `lstmgen sample ... | head`: the reader left; not an error
             try:
                 sys.stdout = open(os.devnull, "w")  # noqa: SIM115

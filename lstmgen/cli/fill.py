@@ -6,14 +6,10 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
-from lstmgen import cloze
 from lstmgen.cli.base import app, boundary, err, load_model
-from lstmgen.errors import VocabError
-from lstmgen.generate import Sampler
-from lstmgen.text import visible
+from lstmgen.filling import fill_text
 
 
 @app.command(epilog="Example: lstmgen fill runs/cloze 'The c_t sat on the m_t.' --json")
@@ -43,50 +39,7 @@ def fill(
     if len(mask) != 1:
         raise typer.BadParameter(f"{mask!r} must be one character", param_hint="--mask")
     model, vocab, _ = load_model(ckpt)
-    known = set(vocab.chars)
-    unknown = sorted({c for c in text if c != mask and c not in known})
-    if unknown:
-        raise VocabError(f"the text has characters the model does not know: {', '.join(map(visible, unknown))}")
-    masked = np.array([c == mask for c in text], dtype=bool)
-    placeholder = vocab.index.get(" ", 0)  # what an unfilled mask reads as, before the first guess
-    ids = np.array([placeholder if m else vocab.index[c] for c, m in zip(text, masked)], dtype=np.int64)
-    sampler = Sampler(np.random.default_rng(seed), len(vocab), temperature, top_k)
-
-    def choose(p: np.ndarray) -> int:
-        return int(np.argmax(p)) if temperature == 0 else sampler(np.log(np.maximum(p, 1e-300)))
-
-    if model.cfg.direction == "bi":
-        filled, done = cloze.fill(model, ids, masked, choose)
-    else:
+    done = fill_text(model, vocab, text, mask, temperature=temperature, top_k=top_k, seed=seed)
+    if done.from_left_only:
         err.print("note: a left-to-right model: each mask is filled from the text on its left only")
-        filled, done = _fill_left_to_right(model, ids, masked, choose, start=vocab.index.get("\n", 0))
-    result = vocab.decode(filled)
-    if as_json:
-        order = sorted(done, key=lambda d: d[0])
-        print(json.dumps({"text": result, "filled": [
-            {"index": int(t), "char": vocab.chars[c],
-             "top": [[vocab.chars[i], round(float(p[i]), 6)] for i in np.argsort(-p, kind="stable")[:5]]}
-            for t, c, p in order]}))
-    else:
-        print(result)
-
-
-def _fill_left_to_right(model, ids: np.ndarray, masked: np.ndarray, choose, start: int):
-    """A forward model: read left to right, choosing each masked character from the text before it
-    (a mask at the very start: the model's guess after ``start``, a newline, as ``sample`` begins)."""
-    ids = ids.copy()
-    done = []
-    stepper = model.stepper(1)
-    logits = None
-    for t in range(len(ids)):
-        if masked[t]:
-            if logits is None:  # nothing on the left: the model's guess after a newline
-                logits = stepper.step(start).copy()
-                stepper.reset()
-            z = logits[0].astype(np.float64)
-            p = np.exp(z - z.max())
-            p /= p.sum()
-            ids[t] = choose(p)
-            done.append((t, int(ids[t]), p))
-        logits = stepper.step(int(ids[t])).copy()
-    return ids, done
+    print(json.dumps(done.to_json(vocab)) if as_json else done.text)

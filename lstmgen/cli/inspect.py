@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.text import Text
 
@@ -125,6 +123,7 @@ def inspect(
     use_threads(threads)
     model, vocab, ck = load_model(ckpt)
     cfg = model.cfg
+    top_k = min(top_k, cfg.vocab_size)  # (no more guesses than characters)
     names = probe.quantities(cfg.cell)
     layer = cfg.layers - 1 if layer is None else layer
     if not 0 <= layer < cfg.layers:
@@ -205,11 +204,7 @@ def inspect(
     if as_json:
         print(json.dumps(_inspect_json(trace, vocab, ck, layer, chosen, shown_q, quantity, rank_by, top_k, sats,
                                        found, param_rows, source), allow_nan=False))
-    loss_bits = float(np.nanmean(trace.surprisal_bits())) if trace.T > 1 else float("nan")
-    summary = shown(f"{cfg.cell} {cfg.layers}×{cfg.hidden} · step {ck.meta.get('train', {}).get('step', '?')} · "
-                    f"{trace.T:,} characters of {source}"
-                    + (f" after {len(warmup):,} of warm-up" if warmup else "")
-                    + (f" · {loss_bits:.3f} bits/char" if math.isfinite(loss_bits) else ""))
+    summary = shown(probe.summary(cfg, ck.meta, trace, source, warmup))
     if html is not None:
         page = explorer.render(trace, vocab.chars, summary, title=f"lstmgen inspect: {Path(str(ckpt)).name}")
         try:

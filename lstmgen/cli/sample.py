@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -24,10 +23,9 @@ from lstmgen.cli.base import (
     safe,
     use_threads,
 )
-from lstmgen.errors import ConfigError, CorpusError
-from lstmgen.generate import check_options, generate, sample_batches
+from lstmgen.generate import sample_pieces
+from lstmgen.scoring import score_text
 from lstmgen.text import named_corpus, read_text
-from lstmgen.train import evaluate_ids
 
 
 @app.command(epilog="Example: lstmgen sample runs/default --prime 'The ' --length 500 --temperature 0.8")
@@ -60,38 +58,15 @@ def sample(
     an empty line. The same checkpoint, options and --seed give byte-identical output.
     """
     use_threads(threads)
-    check_options(temperature, top_k, top_p)
-    if top_p == 0:
-        raise ConfigError("--top-p must be greater than 0")
     model, vocab, _ = load_model(ckpt)
-    if model.cfg.direction == "bi":
-        raise ConfigError(f"{ckpt} is a bidirectional (cloze) model: it predicts a character from both sides and "
-                          "cannot generate left to right; fill in masked text with: lstmgen fill CKPT 'th_ c_t'")
-    vocab.encode(prime, "prime text")  # unknown characters: an error naming them, before any output
+    pieces = sample_pieces(model, vocab, length, num_samples=num_samples, prime=prime, temperature=temperature,
+                           top_k=top_k, top_p=top_p, seed=seed, stop=stop)
     tty = sys.stdout.isatty()
     w = sys.stdout
-    w.write(prime)
-    if num_samples == 1:
-        for i, ch in enumerate(generate(model, vocab, length, prime=prime, temperature=temperature, top_k=top_k,
-                                        top_p=top_p, rng=np.random.default_rng(seed), stop=stop)):
-            w.write(ch)
-            if tty or i % 64 == 63:
-                w.flush()
-    else:  # batches of rows; the first sample streams, the others of a batch follow when it is done
-        for rows, steps in sample_batches(model, vocab, length, num_samples, prime=prime, temperature=temperature,
-                                          top_k=top_k, top_p=top_p, seed=seed, stop=stop):
-            streams = rows.start == 0
-            rest = [[] for _ in range(len(rows) - streams)]
-            for i, chars in enumerate(steps):
-                if streams and chars[0] is not None:
-                    w.write(chars[0])
-                    if tty or i % 64 == 63:
-                        w.flush()
-                for buf, ch in zip(rest, chars[streams:]):
-                    if ch is not None:
-                        buf.append(ch)
-            for buf in rest:
-                w.write("\n\n" + prime + "".join(buf))
+    for n, (i, piece) in enumerate(pieces):
+        w.write(piece if i == 0 else "\n\n" + piece)  # each further sample after an empty line
+        if tty or n % 64 == 63:
+            w.flush()
     w.flush()
     if tty:
         w.write("\n")
@@ -118,12 +93,8 @@ def eval_cmd(
     model, vocab, ck = load_model(ckpt)
     file = named_corpus(file)
     text = read_text(file, "eval")
-    ids = vocab.encode(text, f"eval file {file}")
-    if len(ids) < 2:
-        raise CorpusError(f"eval file {file} needs at least 2 characters, it has {len(ids)}")
-    loss = evaluate_ids(model, ids, streams=1, chunk=1024)
-    result = {"loss": loss, "bpc": loss / LN2, "perplexity": math.exp(loss), "chars": len(text),
-              "direction": ck.meta["model"].get("direction", "fwd")}
+    result = score_text(model, vocab, text, f"eval file {file}")
+    loss = result["loss"]
     if as_json:
         print(json.dumps(result))
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -33,7 +34,7 @@ from lstmgen.parallel import WorkerLost, mpi_world
 from lstmgen.rundir import default_run_dir
 from lstmgen.text import DEFAULT_CORPUS, named_corpus
 from lstmgen.threads import get_threads
-from lstmgen.train import TrainOptions, join_world, new_trainer, resume_trainer, start_workers
+from lstmgen.training import TrainOptions, join_world, new_trainer, resume_trainer, start_workers
 
 D = TrainOptions()  # the defaults, as the help shows them
 
@@ -148,7 +149,7 @@ def train(
         if world is not None:  # the other ranks end quietly with the same status; this one says why
             world.bcast(int(getattr(e, "exit_code", 1)))
         raise
-    _run_training(trainer, resumed=resume is not None, threads=threads, world=world)
+    return _run_training(trainer, resumed=resume is not None, threads=threads, world=world)
 
 
 def _build_trainer(corpus: list[Path] | None, glob: str | None, resume: Path | None, init_from: Path | None,
@@ -159,7 +160,7 @@ def _build_trainer(corpus: list[Path] | None, glob: str | None, resume: Path | N
     check_choice("--optimizer", given["optimizer"], OPTIMIZERS)
     check_choice("--lr-schedule", given["lr_schedule"], SCHEDULES)
     check_choice("--dtype", given["dtype"], ("float32", "float64"))
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     reading = tqdm(unit="B", unit_scale=True, desc="reading and encoding the corpus (2 passes)", file=sys.stderr,
                    disable=None, leave=False, delay=1.0)  # shows only when it takes more than a second
@@ -191,6 +192,8 @@ def _stop_on_signals(trainer) -> dict:
     def on_signal(signum, frame):
         trainer.stop_request = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
 
+    if threading.current_thread() is not threading.main_thread():  # (lstmgen.train from a thread: no handlers)
+        return {}
     return {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
 
@@ -224,12 +227,13 @@ def _follow(world, threads: int | None) -> None:
         raise typer.Exit(INTERRUPTED[summary.stop_reason])
 
 
-def _run_training(trainer, resumed: bool, threads: int | None, world=None) -> None:
+def _run_training(trainer, resumed: bool, threads: int | None, world=None) -> Path:
+    """Train to the end; the run directory (an interrupted run: typer.Exit(130/143) after saving)."""
     for w in trainer.warnings:
         err.print(f"[yellow]warning:[/] {safe(w)}")
     group = start_workers(trainer, threads, world)  # from here on, every error must stop the workers too
     try:
-        _train_loop(trainer, group, resumed)
+        return _train_loop(trainer, group, resumed)
     except typer.Exit:  # the workers stopped with this process (an interrupted run)
         raise
     except BaseException as e:
@@ -243,8 +247,8 @@ def _run_training(trainer, resumed: bool, threads: int | None, world=None) -> No
         trainer.close()
 
 
-def _train_loop(trainer, group, resumed: bool) -> None:
-    from tqdm import tqdm
+def _train_loop(trainer, group, resumed: bool) -> Path:
+    from tqdm.auto import tqdm  # a notebook's own bar under Jupyter (lstmgen.train), else the terminal's
 
     cfg, o = trainer.model.cfg, trainer.opts
     n = group.workers
@@ -301,5 +305,6 @@ def _train_loop(trainer, group, resumed: bool) -> None:
     err.print(f"[green]done[/] ({summary.stop_reason}) after {summary.step} steps, {summary.epoch} epochs: "
               f"{best_s}; saved {where}/best.npz and latest.npz")
     err.print(f"curves: lstmgen plot {where}   all runs: lstmgen runs {safe(summary.run_dir.parent)}")
+    return summary.run_dir
 
 

@@ -1,0 +1,75 @@
+"""Filling in masked characters: from both sides with a bidirectional model (``cloze.fill``), from
+the left with a left-to-right one. What ``lstmgen fill`` prints and ``Model.fill`` returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lstmgen import cloze
+from lstmgen.errors import ConfigError, VocabError
+from lstmgen.generate import Sampler
+from lstmgen.model import CharLM, softmax
+from lstmgen.text import Vocab, visible
+
+
+@dataclass
+class Filled:
+    text: str  # the text with every mask replaced
+    filled: list[tuple[int, str, np.ndarray]]  # per mask, in text order: (index, character, probs (V,))
+    from_left_only: bool  # a left-to-right model: each mask was chosen from the text on its left
+
+    def to_json(self, vocab: Vocab) -> dict:
+        """``fill --json``: the text, and per filled position its five likeliest characters."""
+        return {"text": self.text, "filled": [
+            {"index": int(t), "char": c,
+             "top": [[vocab.chars[i], round(float(p[i]), 6)] for i in np.argsort(-p, kind="stable")[:5]]}
+            for t, c, p in self.filled]}
+
+
+def fill_text(model: CharLM, vocab: Vocab, text: str, mask: str = "_", *, temperature: float = 0.0,
+              top_k: int | None = None, seed: int | None = None) -> Filled:
+    """Every ``mask`` character of ``text`` replaced by the model's choice: the likeliest character at
+    temperature 0, else a sample (top-k as in ``sample``). A bidirectional model fills the most certain
+    mask first, then again with it fixed; a left-to-right model fills in reading order."""
+    if len(mask) != 1:
+        raise ConfigError(f"--mask {mask!r} must be one character")
+    known = set(vocab.chars)
+    unknown = sorted({c for c in text if c != mask and c not in known})
+    if unknown:
+        raise VocabError(f"the text has characters the model does not know: {', '.join(map(visible, unknown))}")
+    masked = np.array([c == mask for c in text], dtype=bool)
+    placeholder = vocab.index.get(" ", 0)  # what an unfilled mask reads as, before the first guess
+    ids = np.array([placeholder if m else vocab.index[c] for c, m in zip(text, masked)], dtype=np.int64)
+    sampler = Sampler(np.random.default_rng(seed), len(vocab), temperature, top_k)
+
+    def choose(p: np.ndarray) -> int:
+        return int(np.argmax(p)) if temperature == 0 else sampler(np.log(np.maximum(p, 1e-300)))
+
+    both_sides = model.cfg.direction == "bi"
+    if both_sides:
+        filled, done = cloze.fill(model, ids, masked, choose)
+    else:
+        filled, done = _fill_left_to_right(model, ids, masked, choose, start=vocab.index.get("\n", 0))
+    return Filled(vocab.decode(filled), [(t, vocab.chars[c], p) for t, c, p in sorted(done, key=lambda d: d[0])],
+                  from_left_only=not both_sides)
+
+
+def _fill_left_to_right(model: CharLM, ids: np.ndarray, masked: np.ndarray, choose, start: int):
+    """A forward model: read left to right, choosing each masked character from the text before it
+    (a mask at the very start: the model's guess after ``start``, a newline, as ``sample`` begins)."""
+    ids = ids.copy()
+    done = []
+    stepper = model.stepper(1)
+    logits = None
+    for t in range(len(ids)):
+        if masked[t]:
+            if logits is None:  # nothing on the left: the model's guess after a newline
+                logits = stepper.step(start).copy()
+                stepper.reset()
+            p = softmax(logits[0].astype(np.float64)[:, None])[:, 0]  # (V,)
+            ids[t] = choose(p)
+            done.append((t, int(ids[t]), p))
+        logits = stepper.step(int(ids[t])).copy()
+    return ids, done
