@@ -70,7 +70,8 @@ def grid(curves: list[Curve], width: int = 72, height: int = 18) -> tuple[list[l
     return cells, labels, "".join(axis)
 
 
-def svg(curves: list[Curve], title: str, x_label: str, width: int = 900, height: int = 480) -> str:
+def svg(curves: list[Curve], title: str, x_label: str, width: int = 900, height: int = 480,
+        y_label: str = "loss (bits per character)") -> str:
     """A self-contained SVG line chart (no scripts, no external resources) with a legend."""
     x0, x1, y0, y1 = bounds(curves)
     left, right, top, bottom = 70, 200, 40, 50
@@ -96,7 +97,7 @@ def svg(curves: list[Curve], title: str, x_label: str, width: int = 900, height:
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
     out.append(f'<text x="{left + pw / 2}" y="{height - 10}" text-anchor="middle">{e(x_label)}</text>')
     out.append(f'<text transform="translate(18 {top + ph / 2}) rotate(-90)" text-anchor="middle">'
-               f'loss (bits per character)</text>')
+               f'{e(y_label)}</text>')
     for k, c in enumerate(curves):
         color = COLORS[c.group % len(COLORS)]
         pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(c.x, c.y))

@@ -142,11 +142,16 @@ class Curve:
     group: int = 0  # which run (one colour per run)
 
 
-def curves(run: Path, x: str = "step", label: str | None = None, group: int = 0) -> list[Curve]:
-    """The train and validation loss (bits/char) of a run against ``x`` = "step" or "time"
-    (seconds of training, summed over the run's invocations: each resume restarts its clock)."""
+Y = {"loss": "loss (bits per character)", "grad-norm": "gradient norm before clipping (mean per logged line)"}
+
+
+def curves(run: Path, x: str = "step", label: str | None = None, group: int = 0, y: str = "loss") -> list[Curve]:
+    """Against ``x`` = "step" or "time" (seconds of training, summed over the run's invocations: each
+    resume restarts its clock): the train and validation loss in bits/char (``y`` = "loss"), or the
+    global gradient norm before clipping (``y`` = "grad-norm", one curve: metrics.jsonl's grad_norm)."""
     label = label or Path(run).name
     train, val = Curve(f"{label} train", kind="train", group=group), Curve(f"{label} val", kind="val", group=group)
+    keys = (("train_loss", train, LN2), ("val_loss", val, LN2)) if y == "loss" else (("grad_norm", train, 1.0),)
     offset, last = 0.0, 0.0
     for r in read_metrics(run):
         t = r.get("elapsed_s")
@@ -157,9 +162,9 @@ def curves(run: Path, x: str = "step", label: str | None = None, group: int = 0)
         pos = r.get("step") if x == "step" else (offset + last)
         if pos is None:
             continue
-        for key, c in (("train_loss", train), ("val_loss", val)):
+        for key, c, unit in keys:
             v = r.get(key)
             if isinstance(v, int | float) and math.isfinite(v):
                 c.x.append(float(pos))
-                c.y.append(v / LN2)
+                c.y.append(v / unit)
     return [c for c in (train, val) if c.x]

@@ -95,6 +95,40 @@ class TrainOptions:
                               "each worker needs at least one of the batch's rows")
 
 
+class Span:
+    """What metrics.jsonl's next line says about the steps since the previous one: the mean training
+    loss, the mean global gradient norm before clipping, the share of steps that were clipped. A line
+    that covers no new step repeats the previous line's values (``line``)."""
+
+    def __init__(self, previous: dict | None = None):
+        self.line = {"train_loss": math.nan, "grad_norm": math.nan, "clipped": 0.0, **(previous or {})}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.n, self.loss, self.norm, self.clipped = 0, 0.0, 0.0, 0
+
+    def add(self, loss: float, norm: float, clipped: bool) -> None:
+        self.n += 1
+        self.loss, self.norm, self.clipped = self.loss + loss, self.norm + norm, self.clipped + clipped
+
+    def peek(self) -> dict:
+        """The values the line would hold now (the previous line's when no step was added)."""
+        if not self.n:
+            return dict(self.line)
+        return {"train_loss": self.loss / self.n, "grad_norm": self.norm / self.n, "clipped": self.clipped / self.n}
+
+    def close(self) -> dict:
+        """The line's values; the next span starts empty."""
+        self.line = self.peek()
+        self._reset()
+        return dict(self.line)
+
+    def shown(self) -> dict:
+        """What the progress bar shows between lines: the last line's values (before the first line
+        of a new run, the steps so far)."""
+        return self.peek() if math.isnan(self.line["train_loss"]) else dict(self.line)
+
+
 @dataclass
 class Progress:
     """What the loop reports to its callback after every step and evaluation."""
@@ -112,6 +146,8 @@ class Progress:
     elapsed_s: float
     event: str = "step"  # "step", "eval", "sample"
     extra: dict = field(default_factory=dict)
+    grad_norm: float = math.nan  # as metrics.jsonl logs them (global norm before clipping; share clipped)
+    clipped: float = 0.0
 
 
 @dataclass
@@ -316,24 +352,25 @@ class Trainer:
         except OSError as e:
             raise LstmgenError(f"cannot write {path}: {e.strerror or e}") from e
 
-    def logged_train_loss(self) -> float:
-        """The training loss of metrics.jsonl's last line (a resumed run's), NaN when there is none."""
+    def logged_line(self) -> dict:
+        """The training loss, gradient norm and clipped share of metrics.jsonl's last line (a resumed
+        run's), or {} when there is none."""
         try:
             with open(self.run_dir / "metrics.jsonl", "rb") as f:
                 f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
-                last = f.read().splitlines()[-1]
-            value = json.loads(last).get("train_loss")
-            return float(value) if value is not None else math.nan
+                last = json.loads(f.read().splitlines()[-1])
+            return {k: float(last[k]) for k in ("train_loss", "grad_norm", "clipped")
+                    if isinstance(last.get(k), int | float)}
         except (OSError, IndexError, ValueError, AttributeError, TypeError):
-            return math.nan
+            return {}
 
     # ------------------------------------------------------------------ the loop
     def run(self, on_progress: Callable[[Progress], None] | None = None) -> Summary:
         opts = self.opts
         on_progress = on_progress or (lambda p: None)
         t_start = self.t_start = time.monotonic()
-        chars, loss_sum, loss_n = 0, 0.0, 0
-        logged_loss: float | None = None  # the training loss of the last metrics line
+        chars = 0
+        span = Span(self.logged_line())  # the steps since metrics.jsonl's last line
         last_eval_step = None
         stop = None
         log_every = max(1, min(opts.eval_every, 10))
@@ -381,48 +418,45 @@ class Trainer:
             if self.batch == self.stream.batches_per_epoch:
                 self.batch, self.epoch = 0, self.epoch + 1
             chars += self.B * self.T
-            loss_sum, loss_n = loss_sum + loss, loss_n + 1
+            span.add(loss, norm, 0 < opts.grad_clip < norm)
             now = time.monotonic()
             cps = chars / max(now - t_start, 1e-9)
             logs = self.step % opts.eval_every == 0 or self.step % log_every == 0
-            if logs or logged_loss is None:  # what the progress bar shows is what metrics.jsonl says
-                logged_loss = loss_sum / loss_n
-            prog = Progress(self.step, self.epoch, self.batch, self.stream.batches_per_epoch,
-                            self.total_steps, logged_loss, self.last_val, self.best_val, lr, cps, now - t_start)
+            line = span.close() if logs else span.shown()
+            prog = Progress(self.step, self.epoch, self.batch, self.stream.batches_per_epoch, self.total_steps,
+                            line["train_loss"], self.last_val, self.best_val, lr, cps, now - t_start,
+                            grad_norm=line["grad_norm"], clipped=line["clipped"])  # the bar shows what is logged
             if self.step % opts.eval_every == 0:
-                self._eval_and_save(prog, loss_sum / loss_n)
+                self._eval_and_save(prog, line)
                 last_eval_step = self.step
-                loss_sum, loss_n = 0.0, 0
                 if self.stopping:
                     continue
             elif logs:
-                self.log(self._record(prog, loss_sum / loss_n, None))
-                loss_sum, loss_n = 0.0, 0
+                self.log(self._record(prog, line, None))
             if opts.sample_every and self.step % opts.sample_every == 0:
                 prog.event = "sample"
             on_progress(prog)
         # the end: evaluate (unless just done or interrupted), save latest
         if last_eval_step != self.step and not self.stopping and self.step > 0:
             now = time.monotonic()
-            if loss_n:
-                logged_loss = loss_sum / loss_n
-            elif logged_loss is None:  # resumed with nothing left to do: the run's last logged loss
-                logged_loss = self.logged_train_loss()
+            line = span.close()  # no step since the last line: its values again
             prog = Progress(self.step, self.epoch, self.batch, self.stream.batches_per_epoch,
-                            self.total_steps, logged_loss, self.last_val, self.best_val,
-                            self.lr(), chars / max(now - t_start, 1e-9), now - t_start)
-            self._eval_and_save(prog, logged_loss)  # no step since the last line: its loss again
+                            self.total_steps, line["train_loss"], self.last_val, self.best_val,
+                            self.lr(), chars / max(now - t_start, 1e-9), now - t_start,
+                            grad_norm=line["grad_norm"], clipped=line["clipped"])
+            self._eval_and_save(prog, line)
             on_progress(prog)
         else:
             self.save("latest.npz")
         return Summary(self.run_dir, self.step, self.epoch, self.best_val, self.last_val, stop or "done")
 
-    def _record(self, prog: Progress, train_loss: float, val_loss: float | None) -> dict:
-        return {"step": prog.step, "epoch": prog.epoch, "train_loss": _num(train_loss),
+    def _record(self, prog: Progress, line: dict, val_loss: float | None) -> dict:
+        return {"step": prog.step, "epoch": prog.epoch, "train_loss": _num(line["train_loss"]),
                 "val_loss": _num(val_loss), "lr": prog.lr, "chars_per_sec": round(prog.chars_per_sec, 1),
-                "elapsed_s": round(prog.elapsed_s, 3)}
+                "elapsed_s": round(prog.elapsed_s, 3), "grad_norm": _num(line["grad_norm"]),
+                "clipped": round(line["clipped"], 4)}
 
-    def _eval_and_save(self, prog: Progress, train_loss: float) -> None:
+    def _eval_and_save(self, prog: Progress, line: dict) -> None:
         val = self.evaluate()
         if self.stopping:  # interrupted mid-validation: keep the training state, save latest
             self.save("latest.npz")
@@ -437,7 +471,7 @@ class Trainer:
         elif val is not None:
             self.bad_evals += 1
         prog.val_loss, prog.best_val_loss, prog.event = val, self.best_val, "eval"
-        self.log(self._record(prog, train_loss, val))
+        self.log(self._record(prog, line, val))
         self.save("latest.npz")
         if improved or (val is None and self.step > 0):
             self.save("best.npz")

@@ -13,9 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from lstmgen import chart
-from lstmgen.cli.base import app, boundary, err, out, safe
+from lstmgen.cli.base import app, boundary, check_choice, err, out, safe
 from lstmgen.errors import ConfigError, LstmgenError
-from lstmgen.runs import curves, find_runs, is_run, sort_key, summarise
+from lstmgen.runs import Y, curves, find_runs, is_run, sort_key, summarise
 from lstmgen.terminal import shown
 
 STYLES = ["blue", "red", "green", "magenta", "dark_orange", "cyan", "yellow", "bright_black"]
@@ -35,26 +35,33 @@ def plot(
                                               help="Chart width in characters (default: the terminal's).",
                                               show_default=False)] = None,
     height: Annotated[int, typer.Option(metavar="N", min=6, max=200, help="Chart height in lines.")] = 16,
+    y: Annotated[str, typer.Option("--y", metavar="NAME", help="Vertical axis: loss (bits per character) or "
+                                   "grad-norm (the global gradient norm before --grad-clip).")] = "loss",
 ):
     """Train and validation loss (bits per character) of one or more runs, in the terminal.
 
     Dotted lines are the training loss (as logged), ● the validation loss at each evaluation.
+    --y grad-norm draws the gradient's global norm before clipping instead: a norm that climbs
+    steeply is a gradient about to explode (--grad-clip cuts it; training shows the share clipped).
     With --out the same chart is written as a picture (SVG, or an HTML page holding it).
     """
     if x not in ("step", "time"):
         raise typer.BadParameter(f"{x!r} is not one of step, time", param_hint="--x")
+    check_choice("--y", y, tuple(Y))
     if out_file is not None and out_file.suffix.lower() not in (".svg", ".html", ".htm"):
         raise ConfigError(f"--out {out_file}: write a .svg or .html file")
     lines = []
     for k, run in enumerate(runs):
         if not is_run(run):
             raise LstmgenError(f"{run} is not a run directory (no metrics.jsonl or latest.npz)")
-        found = curves(run, x, label=_label(run, runs), group=k)
+        found = curves(run, x, label=_label(run, runs), group=k, y=y)
         if not found:
-            err.print(f"[yellow]warning:[/] {safe(run)} has no losses logged yet")
+            err.print(f"[yellow]warning:[/] {safe(run)} has no {'losses' if y == 'loss' else 'gradient norms'} "
+                      "logged yet")
         lines += found
     if not lines:
-        raise LstmgenError("nothing to plot: no run has logged a loss yet")
+        raise LstmgenError(f"nothing to plot: no run has logged a {'loss' if y == 'loss' else 'gradient norm'} yet"
+                           + (" (runs from before lstmgen logged grad_norm)" if y != "loss" else ""))
     x_label = "step" if x == "step" else "training time (s)"
     w = width or max(30, min(110, out.width - 10))
     cells, labels, axis = chart.grid(lines, width=w, height=height)
@@ -67,14 +74,14 @@ def plot(
         text.append("\n")
     text.append(" " * pad + " └" + "─" * w + "\n", style="dim")
     text.append(" " * (pad + 2) + axis + "\n", style="dim")
-    text.append(f"y: bits per character, x: {x_label}   ", style="dim")
+    text.append(f"y: {'bits per character' if y == 'loss' else Y[y]}, x: {x_label}   ", style="dim")
     for k, run in enumerate(runs):
         text.append(f"■ {_label(run, runs)}   ", style=STYLES[k % len(STYLES)])
-    text.append("(· train, ● validation)", style="dim")
+    text.append("(· train, ● validation)" if y == "loss" else "", style="dim")
     out.print(text)
     if out_file is not None:
-        title = "Loss curves: " + ", ".join(_label(r, runs) for r in runs)
-        svg = chart.svg(lines, title, x_label)
+        title = ("Loss curves: " if y == "loss" else "Gradient norms: ") + ", ".join(_label(r, runs) for r in runs)
+        svg = chart.svg(lines, title, x_label, y_label=Y[y])
         body = chart.html_page(svg, title) if out_file.suffix.lower() in (".html", ".htm") else svg + "\n"
         try:
             out_file.write_text(body, encoding="utf-8")

@@ -274,11 +274,12 @@ def _train_loop(trainer, group, resumed: bool) -> Path:
         bar.n = p.step
         val = f"{p.val_loss:.3f}" if p.val_loss is not None else "-"
         bpc = f"{p.val_loss / LN2:.3f}" if p.val_loss is not None else "-"
-        bar.set_postfix_str(f"ep {p.epoch} train {p.train_loss:.3f} val {val} bpc {bpc} "
+        clip = f" clipped {p.clipped:.0%}" if p.clipped > 0 else ""  # the steps whose gradient --grad-clip cut
+        bar.set_postfix_str(f"ep {p.epoch} train {p.train_loss:.3f} val {val} bpc {bpc}{clip} "
                             f"{p.chars_per_sec / 1000:.1f}k char/s", refresh=False)
         bar.update(0)
         if p.event == "eval" and bar.disable:
-            print(f"step {p.step} epoch {p.epoch}: train {p.train_loss:.4f} val {val} bpc {bpc} "
+            print(f"step {p.step} epoch {p.epoch}: train {p.train_loss:.4f} val {val} bpc {bpc}{clip} "
                   f"lr {p.lr:.2e} {p.chars_per_sec:,.0f} char/s", file=sys.stderr, flush=True)
         if p.event == "sample":
             text = "".join(generate(trainer.model, trainer.vocab, 200, temperature=0.8, rng=sample_rng))

@@ -1,0 +1,79 @@
+"""metrics.jsonl's gradient norms: every line holds grad_norm (the global norm before clipping, mean
+over the steps since the line before) and clipped (the share of those steps --grad-clip cut); a line
+that covers no new step repeats them; lstmgen plot --y grad-norm draws them."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lstmgen import training
+from lstmgen.cli import app
+from lstmgen.synthetic import prose
+
+runner = CliRunner()
+TINY = ["--hidden", "8", "--embed", "4", "--batch-size", "4", "--seq-len", "8", "--workers", "1", "--dtype", "float64"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("metrics") / "c.txt"
+    p.write_text(prose(4000, seed=8), encoding="utf-8")
+    return p
+
+
+def lines(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.3, 1e6])
+def test_each_line_holds_the_mean_norm_and_the_share_clipped_since_the_line_before(corpus, tmp_path, monkeypatch,
+                                                                                    clip):
+    norms = []
+    real = training.clip_grad_norm_
+    monkeypatch.setattr(training, "clip_grad_norm_", lambda g, m: norms.append(real(g, m)) or norms[-1])
+    r = runner.invoke(app, ["train", str(corpus), "--out", str(tmp_path / "r"), *TINY, "--max-steps", "23",
+                            "--eval-every", "10", "--grad-clip", str(clip), "--lr", "0.02"])
+    assert r.exit_code == 0, r.output
+    got = lines(tmp_path / "r")
+    assert [x["step"] for x in got] == [10, 20, 23]  # (log_every = 10: one line per evaluation, one at the end)
+    assert len(norms) == 23
+    start = 0
+    for line in got:
+        span = norms[start : line["step"]]
+        assert line["grad_norm"] == pytest.approx(sum(span) / len(span), rel=1e-5)
+        share = sum(0 < clip < n for n in span) / len(span)
+        assert line["clipped"] == pytest.approx(share, abs=1e-4)
+        start = line["step"]
+    if clip == 0.3:
+        assert 0 < sum(x["clipped"] for x in got)  # the setting cut some steps
+    if clip in (0.0, 1e6):
+        assert all(x["clipped"] == 0 for x in got)
+
+
+def test_a_line_that_covers_no_new_step_repeats_the_previous_values(corpus, tmp_path):
+    run = tmp_path / "r"
+    r = runner.invoke(app, ["train", str(corpus), "--out", str(run), *TINY, "--max-steps", "10", "--eval-every", "5",
+                            "--grad-clip", "0.2"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "10"])  # nothing left to do
+    assert r.exit_code == 0, r.output
+    *_, before, again = lines(run)
+    assert again["step"] == before["step"] == 10
+    for k in ("train_loss", "grad_norm", "clipped"):
+        assert again[k] == before[k] and math.isfinite(again[k])
+
+
+def test_plot_draws_the_gradient_norm(corpus, tmp_path):
+    run = tmp_path / "r"
+    r = runner.invoke(app, ["train", str(corpus), "--out", str(run), *TINY, "--max-steps", "30", "--eval-every", "10"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["plot", str(run), "--y", "grad-norm", "--out", str(tmp_path / "g.svg"), "--width", "40"])
+    assert r.exit_code == 0, r.output
+    assert "gradient norm before clipping" in r.stdout and "■ r" in r.stdout
+    svg = (tmp_path / "g.svg").read_text()
+    assert "gradient norm before clipping" in svg and svg.count("<polyline") == 1  # one curve: no validation
+    r = runner.invoke(app, ["plot", str(run), "--y", "bits"])
+    assert r.exit_code == 2 and "grad-norm" in r.stderr
