@@ -1,51 +1,39 @@
 """How many threads lstmgen uses: ``--threads N``, else the usual environment variables.
 
 NumPy reads OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS once, when it is first
-imported; ``set_threads`` changes the running BLAS through its own C entry point (OpenBLAS,
-including NumPy's bundled scipy-openblas, or MKL) and sets the variables for child processes.
-The same count sizes ``parallel_map``'s pool, which runs large elementwise NumPy work (NumPy
-releases the GIL inside its loops) on column spans of an array, one span per thread.
+imported; ``set_threads`` changes the running BLAS through threadpoolctl (the scikit-learn/joblib
+project's library: OpenBLAS, MKL and BLIS on every platform) and sets the variables for child
+processes. The same count sizes ``parallel_map``'s pool, which runs large elementwise NumPy work
+(NumPy releases the GIL inside its loops) on column spans of an array, one span per thread.
+``blas_info`` says which BLAS NumPy runs, with which kernel and how many threads (``lstmgen info``).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import re
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
-            "openblas_set_num_threads", "MKL_Set_Num_Threads")
-_GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads", "openblas_get_num_threads64_",
-            "openblas_get_num_threads", "MKL_Get_Max_Threads")
 
 
-def _blas_libraries() -> list[ctypes.CDLL]:
-    """The BLAS libraries loaded into this process (Linux: from /proc/self/maps)."""
+def _blas() -> list[dict]:
+    """threadpoolctl's description of the BLAS libraries loaded into this process."""
     import numpy  # noqa: F401 -- make sure NumPy's BLAS is loaded
+    from threadpoolctl import threadpool_info
 
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted(set(re.findall(r"(/\S*(?:openblas|mkl_rt|libmkl)\S*\.so\S*)", f.read())))
-    except OSError:
-        return []
-    libs = []
-    for p in paths:
-        try:
-            libs.append(ctypes.CDLL(p))
-        except OSError:
-            pass
-    return libs
+    return [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
 
 
-def _first(lib: ctypes.CDLL, names):
-    for n in names:
-        if hasattr(lib, n):
-            return getattr(lib, n)
-    return None
+def blas_info() -> dict:
+    """NumPy's BLAS: ``{"library", "version", "architecture", "threads"}`` (None where unknown)."""
+    libs = _blas()
+    if not libs:
+        return {"library": None, "version": None, "architecture": None, "threads": None}
+    lib = libs[0]
+    return {"library": lib.get("internal_api"), "version": lib.get("version"),
+            "architecture": lib.get("architecture"), "threads": lib.get("num_threads")}
 
 
 def _threads_from_env() -> int:
@@ -69,13 +57,12 @@ def set_threads(n: int) -> bool:
         _pool.shutdown()
         _pool = None
     _workers = n
-    done = False
-    for lib in _blas_libraries():
-        fn = _first(lib, _SETTERS)
-        if fn is not None:
-            fn(ctypes.c_int(n))
-            done = True
-    return done
+    if not _blas():
+        return False
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")  # called, not entered: the limit stays
+    return True
 
 
 def after_fork(n: int) -> None:
@@ -87,12 +74,7 @@ def after_fork(n: int) -> None:
 
 def get_threads() -> int | None:
     """The running BLAS's thread count, if it can be asked."""
-    for lib in _blas_libraries():
-        fn = _first(lib, _GETTERS)
-        if fn is not None:
-            fn.restype = ctypes.c_int
-            return int(fn())
-    return None
+    return blas_info()["threads"]
 
 
 def column_spans(n: int, min_cols: int = 1) -> list[tuple[int, int]]:

@@ -210,12 +210,13 @@ COMMANDS = {
                         "@run", "@bi")},
         base=_o(out="@new/chart.html"),
         options=_o(x=Text("step", "time"), out=Paths(OUT_FILE, "@new/chart.html"), width=Int("30", "80", "200"),
-                   height=Int("6", "16", "40")),
+                   height=Int("6", "16", "40"), y=Text("loss", "grad-norm")),
     ),
     "runs": Command(
         args={"DIRECTORY": Paths(("@runs", "@root", "@run", "@missing", "@corpus", "@files"), "@runs")},
         options=_o(json=FLAG),
     ),
+    "info": Command(args={}, options=_o(json=FLAG)),
 }
 
 
@@ -564,7 +565,7 @@ def test_fuzz_option(world, name, key):
 
 
 EXAMPLES = {"train": 40, "sample": 40, "eval": 15, "fill": 25, "inspect": 50, "gradcheck": 30, "plot": 25,
-            "runs": 10}
+            "runs": 10, "info": 5}
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))

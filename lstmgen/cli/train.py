@@ -28,6 +28,7 @@ from lstmgen.cli.base import (
 from lstmgen.corpus import DEFAULT_GLOB, corpus_label
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.generate import generate
+from lstmgen.machine import warnings as machine_warnings
 from lstmgen.model import CELL_TYPES
 from lstmgen.optim import OPTIMIZERS, SCHEDULES
 from lstmgen.parallel import WorkerLost, mpi_world
@@ -229,7 +230,7 @@ def _follow(world, threads: int | None) -> None:
 
 def _run_training(trainer, resumed: bool, threads: int | None, world=None) -> Path:
     """Train to the end; the run directory (an interrupted run: typer.Exit(130/143) after saving)."""
-    for w in trainer.warnings:
+    for w in [*trainer.warnings, *machine_warnings()]:
         err.print(f"[yellow]warning:[/] {safe(w)}")
     group = start_workers(trainer, threads, world)  # from here on, every error must stop the workers too
     try:
