@@ -38,9 +38,16 @@ def bounds(curves: list[Curve]) -> tuple[float, float, float, float]:
     return x0, (x1 if x1 > x0 else x0 + 1), y0 - pad, y1 + pad
 
 
-def grid(curves: list[Curve], width: int = 72, height: int = 18) -> tuple[list[list[tuple[str, int]]], list[str], str]:
+def log_label(v: float) -> str:
+    """A tick of a log10 axis, as the value it stands for: 1e-03, 0.01, 1, 1e+03."""
+    return f"{10 ** v:.2g}"
+
+
+def grid(curves: list[Curve], width: int = 72, height: int = 18,
+         y_label=_fmt) -> tuple[list[list[tuple[str, int]]], list[str], str]:
     """The plot area as rows of (character, run group or −1), its y labels (one per row, "" for
-    most) and the x-axis line beneath. Lines join consecutive points; validation points are ●."""
+    most; ``y_label`` formats a tick) and the x-axis line beneath. Lines join consecutive points;
+    validation points are ●."""
     x0, x1, y0, y1 = bounds(curves)
     cells = [[(" ", -1) for _ in range(width)] for _ in range(height)]
 
@@ -61,7 +68,7 @@ def grid(curves: list[Curve], width: int = 72, height: int = 18) -> tuple[list[l
             cells[rr][cc] = (MARKS.get(c.kind, "·"), c.group)
     labels = [""] * height
     for t in _ticks(y0, y1, 4):
-        labels[row(t)] = _fmt(t)
+        labels[row(t)] = y_label(t)
     axis = [" "] * width
     for t in _ticks(x0, x1, 5):
         s = _fmt(t)
@@ -71,7 +78,7 @@ def grid(curves: list[Curve], width: int = 72, height: int = 18) -> tuple[list[l
 
 
 def svg(curves: list[Curve], title: str, x_label: str, width: int = 900, height: int = 480,
-        y_label: str = "loss (bits per character)") -> str:
+        y_label: str = "loss (bits per character)", y_tick=_fmt) -> str:
     """A self-contained SVG line chart (no scripts, no external resources) with a legend."""
     x0, x1, y0, y1 = bounds(curves)
     left, right, top, bottom = 70, 200, 40, 50
@@ -90,7 +97,7 @@ def svg(curves: list[Curve], title: str, x_label: str, width: int = 900, height:
            f'<text x="{left}" y="22" font-size="15" font-weight="bold">{e(title)}</text>']
     for t in _ticks(y0, y1, 6):
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#e5e5e5"/>')
-        out.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end">{_fmt(t)}</text>')
+        out.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end">{y_tick(t)}</text>')
     for t in _ticks(x0, x1, 6):
         out.append(f'<line x1="{px(t):.1f}" x2="{px(t):.1f}" y1="{top}" y2="{top + ph}" stroke="#f0f0f0"/>')
         out.append(f'<text x="{px(t):.1f}" y="{top + ph + 18}" text-anchor="middle">{_fmt(t)}</text>')

@@ -58,6 +58,8 @@ def resolve(path: str | Path) -> Path:
         raise CheckpointError(f"no checkpoint (best.npz or latest.npz) in directory {p}")
     if not p.exists():
         raise CheckpointError(f"checkpoint not found: {p}")
+    if not p.is_file():  # a named pipe or a device would be waited on, not read
+        raise CheckpointError(f"{p} is not a regular file, so not a checkpoint")
     return p
 
 
@@ -82,10 +84,14 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
             arrays[f"state.l{k}.{part}"] = a
     meta = {**ckpt.meta, "format": FORMAT, "format_version": FORMAT_VERSION}
     arrays["meta.json"] = np.array(json.dumps(meta, ensure_ascii=False))
+    try:  # the mode the file has now (a user's chmod is kept), else any new file's (mkstemp makes 0600)
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(fd, 0o666 & ~_umask())  # as any file the user writes (mkstemp makes it 0600)
+            os.fchmod(fd, mode)
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())

@@ -45,7 +45,7 @@ def fill_text(model: CharLM, vocab: Vocab, text: str, mask: str = "_", *, temper
     sampler = Sampler(np.random.default_rng(seed), len(vocab), temperature, top_k)
 
     def choose(p: np.ndarray) -> int:
-        return int(np.argmax(p)) if temperature == 0 else sampler(np.log(np.maximum(p, 1e-300)))
+        return int(np.argmax(p)) if sampler.temperature == 0 else sampler(np.log(np.maximum(p, 1e-300)))
 
     both_sides = model.cfg.direction == "bi"
     if both_sides:

@@ -21,6 +21,9 @@ def check_options(temperature: float, top_k: int | None, top_p: float | None) ->
         raise ConfigError(f"--top-p must be in (0, 1], got {top_p}")
 
 
+TINY_T = 1e-30  # a temperature below this samples as 0 does (the likeliest character): 1/T would overflow
+
+
 class Sampler:
     """Draws one character id per call from logits (V,): greedy at temperature 0, else Gumbel-max.
 
@@ -35,7 +38,7 @@ class Sampler:
                  top_k: int | None = None, top_p: float | None = None, block: int = 1024):
         check_options(temperature, top_k, top_p)
         self.rng, self.V, self.block = rng, vocab_size, block
-        self.temperature = temperature
+        self.temperature = temperature if temperature >= TINY_T else 0.0
         self.top_k = top_k if top_k is not None and top_k < vocab_size else None
         self.top_p = top_p if top_p is not None and top_p < 1.0 else None
         self._noise = np.empty((0, vocab_size))
@@ -148,7 +151,7 @@ class BatchSampler:
     def __init__(self, rngs: list[np.random.Generator], vocab_size: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, steps: int | None = None):
         check_options(temperature, top_k, top_p)
-        self.rngs, self.V, self.temperature = rngs, vocab_size, temperature
+        self.rngs, self.V, self.temperature = rngs, vocab_size, temperature if temperature >= TINY_T else 0.0
         self.top_k = top_k if top_k is not None and top_k < vocab_size else None
         self.top_p = top_p if top_p is not None and top_p < 1.0 else None
         self.block = int(min(1024, max(16, (1 << 22) // (len(rngs) * vocab_size))))  # ≤ 32 MB of noise
@@ -172,7 +175,7 @@ class BatchSampler:
     def __call__(self, logits: np.ndarray) -> np.ndarray:
         if self.temperature == 0:
             return np.argmax(logits, axis=1)
-        z = logits * (1.0 / self.temperature)  # (n, V) float64
+        z = logits.astype(np.float64) * (1.0 / self.temperature)  # (n, V) float64
         drop = None
         if self.top_k is not None:  # below each row's K-th largest logit
             kth = np.partition(z, self.V - self.top_k, axis=1)[:, self.V - self.top_k, None]

@@ -71,6 +71,10 @@ class ModelConfig:
             raise ConfigError("--cell jordan --direction bi: a Jordan network reads its own previous output, which "
                               "needs one direction; choose another cell or --direction fwd")
 
+    def summary(self) -> str:
+        """The model in a few words: "lstm 1×384", "gru bi 2×256"."""
+        return f"{self.cell}{' bi' if self.direction == 'bi' else ''} {self.layers}×{self.hidden}"
+
     @property
     def gates(self) -> int:
         return CELLS[self.cell].gates if self.cell in CELLS else 1
@@ -319,28 +323,33 @@ def _sum_by_id(a: np.ndarray, ids_flat: np.ndarray, V: int) -> np.ndarray:
     return out
 
 
-def backward(cfg, params, dlogits, cache, grads, dstate=None):
+def backward(cfg, params, dlogits, cache, grads, dstate=None, d_input: list | None = None):
     """Backward of ``forward``: fills ``grads`` (same keys as params) and returns dL/d(state0).
 
-    dlogits (V, T·B); dstate: per layer, gradient w.r.t. the final state (None = zeros).
+    dlogits (V, T·B); dstate: per layer, gradient w.r.t. the final state (None = zeros); ``d_input``
+    (a list) receives dL/d(layer 0's input projection) (G·H, T·B), from which the gradient with
+    respect to each position's embedded character follows (``memory``).
     """
     ids, layers, top = cache
     if cfg.cell == "jordan":
         inp, jcache, _ = layers[0]
         d_flat, dstate0 = jordan.backward(cfg, params, dlogits, jcache, grads, dstate)
+        if d_input is not None:
+            d_input.append(d_flat)
         np.sum(d_flat, axis=1, out=grads["rnn.bias_ih_l0"])
         _input_projection_grads(cfg, params, grads, d_flat, inp, ids)
         return dstate0
     np.matmul(dlogits, top.T, out=grads["decoder.weight"])
     np.sum(dlogits, axis=1, out=grads["decoder.bias"])
     dout = params["decoder.weight"].T @ dlogits  # (H, T·B)
-    return stack_backward(cfg, params, dout, layers, ids, grads, dstate)
+    return stack_backward(cfg, params, dout, layers, ids, grads, dstate, d_input=d_input)
 
 
-def stack_backward(cfg, params, dout, layers, ids, grads, dstate=None, sfx: str = "", add_embedding: bool = False):
+def stack_backward(cfg, params, dout, layers, ids, grads, dstate=None, sfx: str = "", add_embedding: bool = False,
+                   d_input: list | None = None):
     """Backward of ``stack_forward`` from dout (H, T·B), the gradient w.r.t. the top layer's output
     (after its mask, if it had one); fills the stack's gradients (``add_embedding``: adds to the
-    embedding's instead of setting it) and returns dL/d(state0)."""
+    embedding's instead of setting it) and returns dL/d(state0). ``d_input`` as in ``backward``."""
     spec = CELLS[cfg.cell]
     T, B = ids.shape
     H = cfg.hidden
@@ -360,6 +369,8 @@ def stack_backward(cfg, params, dout, layers, ids, grads, dstate=None, sfx: str 
         grads[f"rnn.bias_hh_l{k}{sfx}"][...] = drec.get("b_hh", db)
         if "peep" in drec:
             grads[f"rnn.weight_peep_l{k}{sfx}"][...] = drec["peep"]
+        if k == 0 and d_input is not None:
+            d_input.append(d_flat)
         dout = _input_projection_grads(cfg, params, grads, d_flat, inp, ids, k, sfx, add_embedding)
     return dstate0
 

@@ -47,6 +47,8 @@ def find_runs(root: Path) -> list[Path]:
 def read_meta(ckpt: Path) -> dict:
     """The ``meta.json`` document of a checkpoint, without loading its arrays."""
     try:
+        if not Path(ckpt).is_file():
+            raise ValueError("not a regular file")
         with np.load(ckpt, allow_pickle=False) as z:
             a = z["meta.json"]
             return json.loads(a.tobytes().decode() if a.dtype == np.uint8 else str(a))
@@ -57,7 +59,7 @@ def read_meta(ckpt: Path) -> dict:
 def read_metrics(run: Path) -> list[dict]:
     """metrics.jsonl's records (a torn last line, as a kill can leave, is skipped)."""
     path = Path(run) / "metrics.jsonl"
-    if not path.exists():
+    if not path.is_file():  # (missing, or a pipe that would be waited on)
         return []
     rows = []
     try:

@@ -369,7 +369,7 @@ class Trainer:
         opts = self.opts
         on_progress = on_progress or (lambda p: None)
         t_start = self.t_start = time.monotonic()
-        chars = 0
+        chars, first_step = 0, self.step
         span = Span(self.logged_line())  # the steps since metrics.jsonl's last line
         last_eval_step = None
         stop = None
@@ -437,7 +437,9 @@ class Trainer:
                 prog.event = "sample"
             on_progress(prog)
         # the end: evaluate (unless just done or interrupted), save latest
-        if last_eval_step != self.step and not self.stopping and self.step > 0:
+        if self.step == first_step:  # nothing to do (a resume whose budget is spent): the run stays as it was
+            pass
+        elif last_eval_step != self.step and not self.stopping:
             now = time.monotonic()
             line = span.close()  # no step since the last line: its values again
             prog = Progress(self.step, self.epoch, self.batch, self.stream.batches_per_epoch,

@@ -16,12 +16,14 @@ import numpy as np
 from rich import box
 from rich.color import Color
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
 from lstmgen.probe import KEEP_GATE, SIGMOID, ParamRow, ProbeResult, Saturation, Trace, histogram
+from lstmgen.terminal import shown as shown_text
 from lstmgen.terminal import shown_char
 
 RED, WHITE, BLUE = (178, 24, 43), (247, 247, 247), (33, 102, 172)
@@ -149,7 +151,7 @@ def heatmap(trace: Trace, layer: int, q: str, unit: int, start: int, length: int
             body.append("\n")
         else:
             body.append(ch if ch.isprintable() else shown(ch), style=style)
-    legend = Text(f"{title or f'layer {layer} {q}[{unit}]'}   ", style="bold")
+    legend = Text(f"{shown_text(title) if title else f'layer {layer} {q}[{unit}]'}   ", style="bold")
     legend.append_text(scale_legend(q))
     legend.append(f"  {start}–{stop - 1}/{trace.T}" if stop > start else "", style="dim")
     return Group(legend, body, Text(""))
@@ -198,7 +200,8 @@ def saturation_table(sats: list[Saturation], cell: str, n_chars: int) -> Group:
 def probe_table(result: ProbeResult, top: int) -> Group:
     lab = result.label
     measure = "AUC" if lab.binary else "correlation"
-    table = Table(title=f"--probe {lab.name}: units tracking {lab.description}", title_justify="left",
+    table = Table(title=escape(shown_text(f"--probe {lab.name}: units tracking {lab.description}")),
+                  title_justify="left",
                   header_style="bold")
     table.add_column("rank", justify="right")
     table.add_column("layer", justify="right")

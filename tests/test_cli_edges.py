@@ -239,7 +239,7 @@ def test_runs_in_80_columns_shows_the_corpus_whole(two_files):
 
 # ---------------------------------------------------------------- 15: help and the bundled corpora
 @pytest.mark.parametrize("cmd", [[], ["train"], ["sample"], ["eval"], ["fill"], ["inspect"], ["plot"], ["runs"],
-                                 ["gradcheck"], ["info"]])
+                                 ["gradcheck"], ["memory"], ["info"]])
 def test_help_names_values_not_python_types(cmd):
     r = run(*cmd, "--help", env={"COLUMNS": "120"})
     assert r.exit_code == 0
@@ -251,7 +251,7 @@ def test_every_command_has_a_one_line_summary():
     r = run("--help", env={"COLUMNS": "120"})
     rows = [line for line in r.stdout.splitlines() if line.startswith("│ ")]
     names = [row.split()[1] for row in rows if len(row.split()) > 1 and not row.split()[1].startswith("-")]
-    assert names == ["train", "sample", "eval", "fill", "inspect", "plot", "runs", "gradcheck", "info"]
+    assert names == ["train", "sample", "eval", "fill", "inspect", "plot", "runs", "gradcheck", "memory", "info"]
 
 
 def test_bundled_corpora_by_name(tmp_path):

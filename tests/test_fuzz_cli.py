@@ -217,6 +217,14 @@ COMMANDS = {
         options=_o(json=FLAG),
     ),
     "info": Command(args={}, options=_o(json=FLAG)),
+    "memory": Command(
+        args={"CKPT": Paths(CKPT, "@run", "@bi")},
+        base=_o(text="The cat sat on the mat.", max_distance="5"),
+        instead={"--file": _o(max_distance="5", max_chars="200")},
+        options=_o(text=Text("The cat", "ab"), file=Paths(TEXT_FILE, "@corpus"), max_chars=Int("2", "50", cap=400),
+                   max_distance=Int("1", "5", cap=60), json=FLAG, out=Paths(OUT_FILE, "@new/m.svg", "@new/m.html"),
+                   threads=Int("1", "2")),
+    ),
 }
 
 
@@ -565,7 +573,7 @@ def test_fuzz_option(world, name, key):
 
 
 EXAMPLES = {"train": 40, "sample": 40, "eval": 15, "fill": 25, "inspect": 50, "gradcheck": 30, "plot": 25,
-            "runs": 10, "info": 5}
+            "runs": 10, "info": 5, "memory": 25}
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))

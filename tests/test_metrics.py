@@ -55,15 +55,24 @@ def test_each_line_holds_the_mean_norm_and_the_share_clipped_since_the_line_befo
 
 def test_a_line_that_covers_no_new_step_repeats_the_previous_values(corpus, tmp_path):
     run = tmp_path / "r"
-    r = runner.invoke(app, ["train", str(corpus), "--out", str(run), *TINY, "--max-steps", "10", "--eval-every", "5",
+    r = runner.invoke(app, ["train", str(corpus), "--out", str(run), *TINY, "--max-steps", "20", "--eval-every", "15",
                             "--grad-clip", "0.2"])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "10"])  # nothing left to do
-    assert r.exit_code == 0, r.output
-    *_, before, again = lines(run)
-    assert again["step"] == before["step"] == 10
+    got = lines(run)  # 10: logged; 15: evaluated; 20: logged, then the final evaluation at the same step
+    assert [x["step"] for x in got] == [10, 15, 20, 20] and got[-1]["val_loss"] is not None
+    *_, before, again = got
     for k in ("train_loss", "grad_norm", "clipped"):
         assert again[k] == before[k] and math.isfinite(again[k])
+
+
+def test_a_resume_with_nothing_left_to_do_leaves_the_run_as_it_was(corpus, tmp_path):
+    run = tmp_path / "r"
+    r = runner.invoke(app, ["train", str(corpus), "--out", str(run), *TINY, "--max-steps", "5"])
+    assert r.exit_code == 0, r.output
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.name != ".lock"}
+    r = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])  # the budget is spent
+    assert r.exit_code == 0, r.output
+    assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.name != ".lock"}
 
 
 def test_plot_draws_the_gradient_norm(corpus, tmp_path):

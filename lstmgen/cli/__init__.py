@@ -11,6 +11,7 @@ from lstmgen.cli import fill  # noqa: F401
 from lstmgen.cli import inspect  # noqa: F401
 from lstmgen.cli import runs  # noqa: F401
 from lstmgen.cli import gradcheck  # noqa: F401
+from lstmgen.cli import memory  # noqa: F401
 from lstmgen.cli import info  # noqa: F401
 from lstmgen.cli.base import app, main
 

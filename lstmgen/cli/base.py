@@ -151,6 +151,16 @@ def boundary(fn):
             except OSError:
                 pass
             raise typer.Exit(0) from None
+        except OSError as e:  # writing the product failed (stdout on a full disk, a closed terminal)
+            if os.environ.get("LSTMGEN_DEBUG") == "1" or RAISE_ERRORS.get():
+                raise
+            try:
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- (the exit's flush would fail again)
+                err.print(f"[bold red]error:[/] {safe(e.strerror or e)}"
+                          + (f": {safe(e.filename)}" if e.filename else " (writing the output)"))
+            except OSError:
+                pass
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -191,7 +201,8 @@ P_OPT = "Optimisation"
 P_DATA = "Data"
 P_RUN = "Stopping and reporting"
 
-Threads = Annotated[int | None, typer.Option(metavar="N", min=1, help="BLAS threads (default: OPENBLAS_NUM_THREADS / "
+Threads = Annotated[int | None, typer.Option(metavar="N", min=1, max=1024,
+                                             help="BLAS threads (default: OPENBLAS_NUM_THREADS / "
                                              "OMP_NUM_THREADS, else all cores).", show_default=False)]
 
 

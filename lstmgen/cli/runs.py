@@ -115,9 +115,7 @@ def runs_cmd(
     if not found:
         err.print(f"no run directories under {safe(directory)}")
         return
-    table = Table(title=f"runs under {safe(directory)}, best first", title_justify="left",
-                  caption="val bpc: best validation loss in bits per character; c/s: training characters per second "
-                          "(last logged); age: since the last checkpoint", caption_justify="left")
+    table = Table(title=f"runs under {safe(directory)}, best first", title_justify="left", caption_justify="left")
     table.box, table.pad_edge = box.SIMPLE_HEAD, False
     now = time.time()
     rows = []
@@ -132,21 +130,38 @@ def runs_cmd(
                ("c/s", "right"), ("corpus", "left"), ("age", "right")]
     natural = [max([len(c)] + [len(Text.from_markup(r[k]).plain) for r in rows]) for k, (c, _) in enumerate(columns)]
     # a narrow terminal: leave out c/s, then age, then params, until the corpus has room for 16
-    # characters; what it still lacks, it gives way (cut with …)
+    # characters, what it still lacks it gives way (cut with …); narrower still: no corpus column,
+    # and the run names cut at their start
     keep, corpus_k = list(range(len(columns))), 6
-    room = natural[corpus_k]
-    for drop in (5, 7, 2, None):
-        room = out.width - (3 * len(keep) - 1) - sum(natural[k] for k in keep if k != corpus_k)  # padding, rules
-        if room >= min(natural[corpus_k], 16) or drop is None:
+    natural[0] = min(natural[0], 32)  # a long run name: its end shows
+
+    def left_for(k: int) -> int:  # the width column k can have beside the others (padding, rules)
+        return out.width - (3 * len(keep) - 1) - sum(natural[j] for j in keep if j != k)
+
+    for drop in (5, 7, 2, corpus_k, None):
+        if left_for(corpus_k) >= min(natural[corpus_k], 16) or drop is None:
             break
         keep.remove(drop)
-    room = max(6, min(room, natural[corpus_k]))
+    widths = {k: natural[k] for k in keep}
+    if corpus_k in keep:
+        widths[corpus_k] = max(6, min(left_for(corpus_k), natural[corpus_k]))
+    else:
+        widths[0] = max(8, min(left_for(0), natural[0]))
     for k in keep:
-        table.add_column(columns[k][0], justify=columns[k][1], no_wrap=True,
-                         min_width=room if k == corpus_k else natural[k], max_width=room if k == corpus_k else None)
+        table.add_column(columns[k][0], justify=columns[k][1], no_wrap=True, min_width=widths[k], max_width=widths[k])
     for r in rows:
-        table.add_row(*(_cut(r[k], room) if k == corpus_k else r[k] for k in keep))
+        table.add_row(*(_cut(r[k], widths[k]) if k == corpus_k else
+                        _tail(r[k], widths[k]) if k == 0 else r[k] for k in keep))
+    notes = {4: "val bpc: best validation loss in bits per character", 5: "c/s: training characters per second "
+             "(last logged)", 7: "age: since the last checkpoint"}  # only the columns shown
+    table.caption = "; ".join(n for k, n in notes.items() if k in keep)
     out.print(table)
+
+
+def _tail(name: str, width: int) -> Text:
+    """A run path (markup) cut at its start when too long (its end tells runs apart): "…long_name"."""
+    text = Text.from_markup(name)
+    return text if len(text) <= width else Text.assemble("…", text[len(text) - width + 1 :])
 
 
 def _cut(markup: str, width: int) -> Text:

@@ -33,6 +33,7 @@ from lstmgen.model import CELL_TYPES
 from lstmgen.optim import OPTIMIZERS, SCHEDULES
 from lstmgen.parallel import WorkerLost, mpi_world
 from lstmgen.rundir import default_run_dir
+from lstmgen.terminal import shown
 from lstmgen.text import DEFAULT_CORPUS, named_corpus
 from lstmgen.threads import get_threads
 from lstmgen.training import TrainOptions, join_world, new_trainer, resume_trainer, start_workers
@@ -125,7 +126,7 @@ def train(
                                                 "are the workers.", show_default=False,
                                                 rich_help_panel=P_RUN)] = None,
     threads: Annotated[int | None, typer.Option(metavar="N",
-                                                min=1, help="BLAS threads of each worker (default: cores ÷ "
+                                                min=1, max=1024, help="BLAS threads of each worker (default: cores ÷ "
                                                 "workers, at least 1).", show_default=False)] = None,
 ):
     """Train a character-level model on text files (or folders of them), on every core."""
@@ -284,6 +285,7 @@ def _train_loop(trainer, group, resumed: bool) -> Path:
                   f"lr {p.lr:.2e} {p.chars_per_sec:,.0f} char/s", file=sys.stderr, flush=True)
         if p.event == "sample":
             text = "".join(generate(trainer.model, trainer.vocab, 200, temperature=0.8, rng=sample_rng))
+            text = "\n".join(shown(line) for line in text.split("\n"))  # (a corpus may hold escape codes)
             tqdm.write(f"--- sample at step {p.step} ---\n{text}\n---", file=sys.stderr)
 
     old = _stop_on_signals(trainer)
