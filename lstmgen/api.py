@@ -24,9 +24,10 @@ import numpy as np
 
 from lstmgen import checkpoint as ckpt_io
 from lstmgen import explorer, probe
-from lstmgen.errors import ConfigError, LstmgenError
+from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.filling import fill_text
 from lstmgen.generate import sample_pieces
+from lstmgen.memory import PAGE_DISTANCE, influence, report
 from lstmgen.model import CharLM, ModelConfig
 from lstmgen.scoring import score_text
 from lstmgen.terminal import shown
@@ -96,6 +97,17 @@ class Model:
         bidirectional model's backward stack, ``probs`` (T, V)."""
         return probe.export_arrays(self._trace(text, warmup))
 
+    def memory(self, text: str, max_distance: int = 50) -> dict:
+        """How far back each prediction reaches: one entry of ``lstmgen memory --json``'s ``models``
+        (``influence`` per distance 0 … max_distance, ``span``; a bidirectional model adds
+        ``influence_right``); ``lstmgen.memory.influence`` gives the whole (t, d) matrix."""
+        if max_distance < 1:
+            raise ConfigError(f"max_distance must be at least 1, got {max_distance}")
+        ids = self._vocab.encode(text, "text")
+        if len(ids) < 2:
+            raise CorpusError(f"the text needs at least 2 characters, it has {len(ids)}")
+        return report(self._model, ids, max_distance, str(self.path))
+
     def fill(self, text: str, mask: str = "_", temperature: float = 0.0, top_k: int | None = None,
              seed: int | None = None) -> str:
         """``text`` with every ``mask`` character filled in, as ``lstmgen fill`` prints it."""
@@ -112,7 +124,8 @@ class Model:
             source = "a text given in Python"
         trace = self._trace(text)
         summary = shown(probe.summary(self.config, self._ck.meta, trace, source))
-        page = explorer.render(trace, self._vocab.chars, summary, title=f"lstmgen: {self.path.name}")
+        found = influence(self._model, self._vocab.encode(text), PAGE_DISTANCE)
+        page = explorer.render(trace, self._vocab.chars, summary, title=f"lstmgen: {self.path.name}", influence=found)
         return Explorer(page, summary)
 
     def _trace(self, text: str, warmup: str = "") -> probe.Trace:

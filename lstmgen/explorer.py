@@ -22,6 +22,7 @@ from importlib import resources
 import numpy as np
 
 from lstmgen.errors import LstmgenError
+from lstmgen.memory import Influence
 from lstmgen.probe import PROBES, SIGMOID, Trace, histogram, probe, rank_units, saturation
 from lstmgen.terminal import shown
 
@@ -93,13 +94,29 @@ def script_json(doc) -> str:
     return re.sub("[<>&\u2028\u2029]", lambda m: _JSON_ESCAPES[m.group()], text)
 
 
-def render(trace: Trace, vocab_chars: str, summary: str, title: str) -> str:
+def influence_data(found: Influence) -> dict:
+    """The page's influence rows: per predicted position t, the influence of the characters d = 0 … D
+    before it (and, bidirectional, after it), relative to the row's largest, as 8-bit codes."""
+    left = np.nan_to_num(found.left, nan=0.0)
+    right = None if found.right is None else np.nan_to_num(found.right, nan=0.0)
+    top = left.max(axis=1) if right is None else np.maximum(left.max(axis=1), right.max(axis=1))
+    top = np.where(top > 0, top, 1.0)[:, None]
+
+    def codes(m):
+        return base64.b64encode(np.rint(m / top * LEVELS).clip(0, LEVELS).astype(np.uint8).tobytes()).decode("ascii")
+
+    return {"D": left.shape[1] - 1, "rows": left.shape[0], "left": codes(left),
+            "right": None if right is None else codes(right)}
+
+
+def render(trace: Trace, vocab_chars: str, summary: str, title: str, influence: Influence | None = None) -> str:
     """The whole page as one string.
 
     The template's slots are filled in one pass (what goes into one slot is never searched for
     another), names as escaped HTML text, with the characters a terminal would act on made visible
     as in every other view, and the data as :func:`script_json`."""
-    values = {"TITLE": html.escape(shown(title)), "SUMMARY": html.escape(shown(summary)),
-              "DATA": script_json(page_data(trace, vocab_chars, summary))}
+    doc = page_data(trace, vocab_chars, summary)
+    doc["infl"] = influence_data(influence) if influence is not None else None
+    values = {"TITLE": html.escape(shown(title)), "SUMMARY": html.escape(shown(summary)), "DATA": script_json(doc)}
     template = resources.files("lstmgen").joinpath("explorer.html").read_text(encoding="utf-8")
     return _SLOT.sub(lambda m: values[m.group(1)], template)

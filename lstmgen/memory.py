@@ -31,6 +31,7 @@ import numpy as np
 from lstmgen.model import CharLM, backward, forward, softmax, stack_backward, stack_forward, state_layout, zero_state
 
 ROWS = 256  # windows per backward pass (memory: G·H · W · ROWS values per layer)
+PAGE_DISTANCE = 50  # how far back (and ahead) the explorer page shows a guess's influence
 
 
 @dataclass
@@ -55,6 +56,26 @@ def span(curve: np.ndarray, ref: int) -> int | None:
     """The smallest d > ref whose influence is below 1 % of the influence at d = ``ref`` (None: never)."""
     below = [d for d in range(ref + 1, len(curve)) if np.isfinite(curve[d]) and curve[d] < 0.01 * curve[ref]]
     return below[0] if below else None
+
+
+def report(model: CharLM, ids: np.ndarray, max_distance: int = 50, checkpoint: str = "") -> dict:
+    """One model's entry of ``lstmgen memory --json``: per distance the median influence (``influence``;
+    a bidirectional model's left side, with ``influence_right``), and the span (against d = 0; a
+    bidirectional model, which does not read the character it predicts, against d = 1)."""
+    found = influence(model, ids, max_distance)
+    bi = model.cfg.direction == "bi"
+    left = found.curve("left")
+    entry = {"checkpoint": checkpoint, "model": model.cfg.summary(), "chars": len(ids),
+             "influence": _numbers(left), "span": span(left, 1 if bi else 0)}
+    if bi:
+        right = found.curve("right")
+        entry["influence_right"] = _numbers(right)
+        entry["span_right"] = span(right, 1)
+    return entry
+
+
+def _numbers(curve: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(f"{v:.6g}") for v in curve]
 
 
 def influence(model: CharLM, ids: np.ndarray, max_distance: int = 50) -> Influence:
@@ -115,9 +136,9 @@ def _forward_lm(model: CharLM, ids: np.ndarray, D: int) -> np.ndarray:
 
 def _embedding_norms(w_ih: np.ndarray, d_flat: np.ndarray, W: int, B: int) -> np.ndarray:
     """‖W_ihᵀ d‖ for every column of d_flat (G·H, W·B) — the gradient w.r.t. each position's embedded
-    character — as (W, B)."""
-    g = w_ih.T.astype(np.float64) @ d_flat.astype(np.float64)  # (E, W·B)
-    return np.sqrt(np.einsum("ij,ij->j", g, g)).reshape(W, B)
+    character — as (W, B), in the model's precision."""
+    g = w_ih.T @ d_flat  # (E, W·B)
+    return np.sqrt(np.einsum("ij,ij->j", g, g)).astype(np.float64).reshape(W, B)
 
 
 # ---------------------------------------------------------------------- a bidirectional model

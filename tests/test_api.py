@@ -83,6 +83,15 @@ def test_trace_is_the_export_exactly(run, tmp_path):
     assert arrays["layer1.f"].shape == (len(text), 16) and arrays["probs"].shape[0] == len(text)
 
 
+def test_memory_is_an_entry_of_the_commands_json(run):
+    text = "The old man said no twice, and then once more."
+    entry = lstmgen.load(run).memory(text, max_distance=12)
+    (cli_entry,) = json.loads(cli("memory", run, "--text", text, "--max-distance", 12, "--json"))["models"]
+    assert {k: v for k, v in entry.items() if k != "checkpoint"} == \
+           {k: v for k, v in cli_entry.items() if k not in ("checkpoint", "source")}
+    assert len(entry["influence"]) == 13 and entry["model"] == "lstm 2×16"
+
+
 def test_fill_is_what_the_command_prints(run):
     m = lstmgen.load(run)
     assert m.fill("The _ld m_n") == cli("fill", run, "The _ld m_n").rstrip("\n")

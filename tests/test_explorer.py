@@ -136,3 +136,32 @@ def test_a_bidirectional_model_shows_both_stacks(tmp_path):
         assert np.abs(dequantise(codes, e["lo"], e["hi"]) - want).max() <= (e["hi"] - e["lo"]) / 510 + 1e-9
     dom = dump_dom(html, "layer=1&q=c&unit=3")
     assert 'id="unitname">layer 0 ← · c[3]' in dom
+    dom = dump_dom(html, "infl=60")  # a cloze guess reads both sides: characters after it count too
+    marked = [int(t) for t in re.findall(r'<span data-t="(\d+)"[^>]*data-infl=', dom)]
+    assert min(marked) == 10 and max(marked) == 110 and 60 in marked
+
+
+def test_a_click_or_infl_in_the_url_colours_the_characters_by_their_influence(page):
+    """#infl=T sets data-infl on the characters T−D … T: the influence memory measures, relative to the
+    largest (8-bit, so within 1/255 and the 2-decimal rounding)."""
+    from lstmgen import checkpoint as ckpt_io
+    from lstmgen.memory import influence
+    from lstmgen.model import CharLM
+
+    html, _ = page
+    doc = embedded(html)
+    ck = ckpt_io.load(html.parent / "run")
+    model = CharLM(ck.config, params=ck.params)
+    ids = [ck.meta["vocab"].index(c) for c in doc["text"]]
+    T = 120
+    row = influence(model, ids, doc["infl"]["D"]).left[T]
+    want = {T - d: v / np.nanmax(row) for d, v in enumerate(row)}
+    dom = dump_dom(html, f"infl={T}")
+    tags = re.findall(r'<span data-t="\d+"[^>]*>', dom)
+    got = {int(re.search(r'data-t="(\d+)"', tag).group(1)): float(re.search(r'data-infl="([\d.]+)"', tag).group(1))
+           for tag in tags if "data-infl" in tag}
+    assert set(got) == set(want) and doc["infl"]["D"] >= 50
+    for s, v in got.items():
+        assert abs(v - want[s]) <= 1 / 255 + 0.005 + 1e-9, s
+    assert got[max(got, key=got.get)] == 1.0
+    assert 'class="target"' in dom and "Why this guess" in dom

@@ -25,6 +25,7 @@ from lstmgen.cli.base import (
     use_threads,
 )
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
+from lstmgen.memory import PAGE_DISTANCE, influence
 from lstmgen.terminal import shown
 from lstmgen.text import named_corpus, read_text
 
@@ -206,7 +207,9 @@ def inspect(
                                        found, param_rows, source), allow_nan=False))
     summary = shown(probe.summary(cfg, ck.meta, trace, source, warmup))
     if html is not None:
-        page = explorer.render(trace, vocab.chars, summary, title=f"lstmgen inspect: {Path(str(ckpt)).name}")
+        infl = influence(model, vocab.encode(trace.text), PAGE_DISTANCE)  # (click a character: why this guess)
+        page = explorer.render(trace, vocab.chars, summary, title=f"lstmgen inspect: {Path(str(ckpt)).name}",
+                               influence=infl)
         try:
             html.write_text(page, encoding="utf-8")
         except OSError as e:

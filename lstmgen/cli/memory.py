@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.table import Table
 from rich.text import Text
@@ -16,7 +15,7 @@ from lstmgen import chart, probe
 from lstmgen.cli.base import Threads, app, boundary, err, load_model, out, safe, use_threads
 from lstmgen.cli.runs import STYLES
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
-from lstmgen.memory import influence, span
+from lstmgen.memory import report
 from lstmgen.runs import Curve
 from lstmgen.text import named_corpus, read_text
 
@@ -67,26 +66,13 @@ def memory(
         if len(used) < 2:
             raise CorpusError(f"the text needs at least 2 characters, it has {len(used)}")
         ids = vocab.encode(used, f"the text for {ck_path}")
-        found = influence(model, ids, max_distance)
-        bi = model.cfg.direction == "bi"
-        left = found.curve("left")
-        entry = {"checkpoint": str(ck_path), "model": model.cfg.summary(), "chars": len(used), "source": source,
-                 "influence": _numbers(left), "span": span(left, 1 if bi else 0)}
-        if bi:
-            right = found.curve("right")
-            entry["influence_right"] = _numbers(right)
-            entry["span_right"] = span(right, 1)
-        results.append(entry)
+        results.append({**report(model, ids, max_distance, str(ck_path)), "source": source})
     if as_json:
         print(json.dumps({"models": results}, allow_nan=False))
     else:
         _show(results, max_distance)
     if out_file is not None:
         _write_chart(results, out_file)
-
-
-def _numbers(curve: np.ndarray) -> list[float | None]:
-    return [None if not math.isfinite(v) else float(f"{v:.6g}") for v in curve]
 
 
 def _curves(results: list[dict]) -> list[Curve]:
