@@ -79,9 +79,10 @@ def _curves(results: list[dict]) -> list[Curve]:
     """log10 of each influence curve against the distance (zeros, unmeasured distances left out)."""
     lines = []
     for k, r in enumerate(results):
-        sides = [("influence", "←")] + ([("influence_right", "→")] if "influence_right" in r else [])
+        bi = "influence_right" in r
+        sides = [("influence", " ←" if bi else "")] + ([("influence_right", " →")] if bi else [])
         for key, arrow in sides:
-            c = Curve(f"{r['model']} {arrow}", kind="train" if arrow == "←" else "val", group=k)
+            c = Curve(f"{r['model']}{arrow}", kind="val" if arrow == " →" else "train", group=k)
             for d, v in enumerate(r[key]):
                 if v is not None and v > 0:
                     c.x.append(float(d))
