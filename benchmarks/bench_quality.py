@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import blas_env  # before NumPy: the CPU's own BLAS kernel, as on a user's machine
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,6 +160,7 @@ def main() -> None:
     ap.add_argument("--torch-eval-secs", type=float, default=30.0)
     ap.add_argument("--json", type=Path, help="write both curves here")
     a = ap.parse_args()
+    print(blas_env.describe(), flush=True)
     seconds = a.minutes * 60
     torch = None
     if not a.skip_torch:

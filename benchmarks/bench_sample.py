@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import blas_env  # before NumPy: the CPU's own BLAS kernel, as on a user's machine
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -98,6 +99,7 @@ def main():
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
     ap.add_argument("--batch", type=int, default=None, help="compare N samples as one batch with batch 1")
     args = ap.parse_args()
+    print(blas_env.describe(), flush=True)
     if args.batch:
         from lstmgen.threads import set_threads
 

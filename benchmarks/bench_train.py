@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import blas_env  # before NumPy: the CPU's own BLAS kernel, as on a user's machine
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -276,6 +277,7 @@ def main():
     ap.add_argument("--workers", type=int, default=None, help="lstmgen's workers (default: lstmgen train's choice)")
     ap.add_argument("--scaling", action="store_true", help="chars/s at 1, 2, 4, … workers up to the cores")
     args = ap.parse_args()
+    print(blas_env.describe(), flush=True)
     if args.scaling:
         counts = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= available_cores()]
         for name in args.configs:
