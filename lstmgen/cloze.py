@@ -53,8 +53,10 @@ def forward(cfg, params, x: np.ndarray, right: np.ndarray | None, state, rng=Non
     return logits, new_state, (ids, rev, layers_f, layers_b, flat(dec_in), mask)
 
 
-def backward(cfg, params, dlogits: np.ndarray, cache, grads: dict, dstate=None):
-    """Backward of ``forward``: fills grads; returns dL/d(forward stack's initial state)."""
+def backward(cfg, params, dlogits: np.ndarray, cache, grads: dict, dstate=None, d_input: list | None = None):
+    """Backward of ``forward``: fills grads; returns dL/d(forward stack's initial state). ``d_input``
+    (a list) receives each stack's dL/d(layer 0's input projection) (G·H, T·B), forward stack first
+    (the backward stack's columns in its own, reversed, reading order)."""
     ids, rev, layers_f, layers_b, dec_in, mask = cache
     T, B = ids.shape
     H = cfg.hidden
@@ -66,7 +68,7 @@ def backward(cfg, params, dlogits: np.ndarray, cache, grads: dict, dstate=None):
     # forward stack: position t read buffer slot t; slot 0 is the initial top state, slot s ≥ 1 output s−1
     dout_f = np.zeros((H, T, B), dtype=d.dtype)
     dout_f[:, : T - 1] = d[:H, 1:]
-    dstate0 = stack_backward(cfg, params, flat(dout_f), layers_f, ids, grads, dstate)
+    dstate0 = stack_backward(cfg, params, flat(dout_f), layers_f, ids, grads, dstate, d_input=d_input)
     top = list(dstate0[-1])
     top[0] = top[0] + d[:H, 0]
     dstate0[-1] = tuple(top)
@@ -74,7 +76,8 @@ def backward(cfg, params, dlogits: np.ndarray, cache, grads: dict, dstate=None):
     slots = d[H:, ::-1]  # (H, T, B): slot s
     dout_b = np.zeros((H, T, B), dtype=d.dtype)
     dout_b[:, : T - 1] = slots[:, 1:]
-    stack_backward(cfg, params, flat(dout_b), layers_b, rev, grads, None, "_reverse", add_embedding=True)
+    stack_backward(cfg, params, flat(dout_b), layers_b, rev, grads, None, "_reverse", add_embedding=True,
+                   d_input=d_input)
     return dstate0
 
 

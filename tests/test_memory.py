@@ -169,3 +169,31 @@ def test_the_command_shows_a_chart_and_a_table_and_writes_a_picture(runs, tmp_pa
     assert r.exit_code == 1 and "at least 2 characters" in r.stderr
     r = runner.invoke(app, ["memory", str(runs["rnn"]), "--text", "ab", "--file", "f.txt"])
     assert r.exit_code == 2
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "peephole", "cifg"])
+def test_a_bidirectional_models_windows_equal_one_backward_pass_per_prediction(cell):
+    """Each cloze guess alone: the whole text read by both stacks, one backward pass from that guess."""
+    from lstmgen import cloze
+
+    model = CharLM(ModelConfig(vocab_size=9, cell=cell, layers=2, hidden=6, embed=4, dtype="float64",
+                               direction="bi"), seed=3)
+    ids = np.random.default_rng(6).integers(0, 9, 30)
+    N, D = len(ids), 6
+    found = influence(model, ids, max_distance=D)
+    _, grads = model.new_grads()
+    for t in range(N):
+        logits, _, cache = cloze.forward(model.cfg, model.params, ids[None, :], None, zero_state(model.cfg, 1))
+        dlogits = np.zeros_like(logits)
+        dlogits[:, t] = softmax(logits[:, t : t + 1])[:, 0]
+        dlogits[ids[t], t] -= 1
+        d_input = []
+        cloze.backward(model.cfg, model.params, dlogits, cache, grads, d_input=d_input)
+        fwd = np.linalg.norm(model.params["rnn.weight_ih_l0"].T @ d_input[0], axis=0)  # by position
+        bwd = np.linalg.norm(model.params["rnn.weight_ih_l0_reverse"].T @ d_input[1], axis=0)[::-1]
+        for d in range(1, D + 1):
+            if t - d >= 0:
+                assert found.left[t, d] == pytest.approx(fwd[t - d], rel=1e-9, abs=1e-15)
+            if t + d < N:
+                assert found.right[t, d] == pytest.approx(bwd[t + d], rel=1e-9, abs=1e-15)
+        assert fwd[t:].max() == 0 and bwd[: t + 1].max() == 0  # neither stack reads the character itself
