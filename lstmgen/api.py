@@ -6,6 +6,7 @@ fill, returning strings, dicts and arrays instead of printing them.
     >>> model = lstmgen.load(run)
     >>> print(model.sample(200, prime="expr: (", seed=0))
     >>> gates = model.trace('She said "no".')["layer0.f"]               # (T, H) forget gates
+    >>> model.memory('She said "no".')["span"]                          # how far back a guess reaches
     >>> model.explore('She said "no".')                                 # the explorer, inline in Jupyter
 
 Every call goes through the same code as its command (same text for the same seed, the same
@@ -101,8 +102,8 @@ class Model:
         """How far back each prediction reaches: one entry of ``lstmgen memory --json``'s ``models``
         (``influence`` per distance 0 … max_distance, ``span``; a bidirectional model adds
         ``influence_right``); ``lstmgen.memory.influence`` gives the whole (t, d) matrix."""
-        if max_distance < 1:
-            raise ConfigError(f"max_distance must be at least 1, got {max_distance}")
+        if isinstance(max_distance, bool) or not isinstance(max_distance, int) or not 1 <= max_distance <= 1000:
+            raise ConfigError(f"max_distance must be a whole number from 1 to 1000, got {max_distance!r}")
         ids = self._vocab.encode(text, "text")
         if len(ids) < 2:
             raise CorpusError(f"the text needs at least 2 characters, it has {len(ids)}")

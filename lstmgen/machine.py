@@ -17,7 +17,11 @@ from lstmgen.parallel import available_cores, default_workers
 from lstmgen.threads import blas_info
 
 # OpenBLAS kernels by the widest vector instructions they use (OPENBLAS_CORETYPE names them)
-_KERNEL_LEVEL = {"sapphirerapids": 3, "cooperlake": 3, "skylakex": 3, "haswell": 2, "zen": 2, "sandybridge": 1}
+_KERNEL_LEVEL = {"sapphirerapids": 3, "cooperlake": 3, "skylakex": 3, "haswell": 2, "zen": 2, "sandybridge": 1,
+                 "bulldozer": 1, "piledriver": 1, "steamroller": 1, "excavator": 1,
+                 **dict.fromkeys(("nehalem", "prescott", "core2", "penryn", "dunnington", "atom", "barcelona",
+                                  "opteron", "opteron_sse3", "katmai", "coppermine", "northwood", "banias",
+                                  "athlon", "bobcat", "nano"), 0)}
 _LEVEL_NAME = {3: "AVX-512", 2: "AVX2", 1: "AVX", 0: "SSE"}
 DEFAULT_BATCH = 32  # TrainOptions' default batch size (the default model)
 
@@ -45,16 +49,21 @@ def _cpu_level(flags: set[str]) -> int | None:
     return 3 if "avx512f" in flags else 2 if "avx2" in flags else 1 if "avx" in flags else 0
 
 
-def warnings(flags: set[str] | None = None, environ: dict | None = None) -> list[str]:
-    """Settings that make lstmgen slower than this machine can run it."""
+def warnings(flags: set[str] | None = None, environ: dict | None = None, library: str | None = None) -> list[str]:
+    """Settings that make lstmgen slower than this machine can run it (OPENBLAS_CORETYPE matters only
+    when NumPy's BLAS is OpenBLAS)."""
     environ = os.environ if environ is None else environ
     flags = cpu()[1] if flags is None else flags
+    library = blas_info()["library"] if library is None else library
     found = []
+    if library != "openblas":
+        return found
     forced = environ.get("OPENBLAS_CORETYPE", "").strip()
     level, supported = _KERNEL_LEVEL.get(forced.lower()), _cpu_level(flags)
     if forced and level is not None and supported is not None and level < supported:
         found.append(f"OPENBLAS_CORETYPE={forced} forces OpenBLAS's {_LEVEL_NAME[level]} kernel on a CPU with "
-                     f"{_LEVEL_NAME[supported]}: matrix products run at about half speed; unset it")
+                     f"{_LEVEL_NAME[supported]}: matrix products run slower than the CPU can (AVX2 on AVX-512: "
+                     "about half speed, measured); unset it")
     return found
 
 

@@ -24,6 +24,7 @@ Shapes: N text, W window, B rows of a batch, H hidden, G·H gates, E embedding, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,12 +79,18 @@ def _numbers(curve: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else float(f"{v:.6g}") for v in curve]
 
 
-def influence(model: CharLM, ids: np.ndarray, max_distance: int = 50) -> Influence:
-    """The influence matrix of a text ids (N,) under the model (see the module's docstring)."""
+def influence(model: CharLM, ids: np.ndarray, max_distance: int = 50, warmup: int = 0,
+              on_rows: Callable[[int], None] | None = None) -> Influence:
+    """The influence matrix of a text ids (N,) under the model (see the module's docstring). With
+    ``warmup``, the first ``warmup`` characters are read as context only: no rows for the guesses
+    made while reading them (their columns still count, as characters the later guesses read).
+    ``on_rows(n)`` reports progress in guesses."""
     ids = np.asarray(ids, dtype=np.int64)
+    report_ = on_rows or (lambda n: None)
     if model.cfg.direction == "bi":
-        return _bidirectional(model, ids, max_distance)
-    return Influence(_forward_lm(model, ids, max_distance))
+        found = _bidirectional(model, ids, max_distance, report_)
+        return Influence(found.left[warmup:], found.right[warmup:])
+    return Influence(_forward_lm(model, ids, max_distance, report_)[warmup:])
 
 
 # ---------------------------------------------------------------------- a left-to-right model
@@ -104,7 +111,7 @@ def _window_state(model: CharLM, after: list[list[np.ndarray]], starts: np.ndarr
     return state
 
 
-def _forward_lm(model: CharLM, ids: np.ndarray, D: int) -> np.ndarray:
+def _forward_lm(model: CharLM, ids: np.ndarray, D: int, on_rows) -> np.ndarray:
     cfg, params = model.cfg, model.params
     N = len(ids)
     out = np.full((max(N - 1, 0), D + 1), np.nan)
@@ -131,6 +138,7 @@ def _forward_lm(model: CharLM, ids: np.ndarray, D: int) -> np.ndarray:
         for b in range(B):
             p = pos[b]
             out[targets[b], : p + 1] = norms[p::-1, b]  # d = 0 … p
+        on_rows(B)
     return out
 
 
@@ -142,20 +150,21 @@ def _embedding_norms(w_ih: np.ndarray, d_flat: np.ndarray, W: int, B: int) -> np
 
 
 # ---------------------------------------------------------------------- a bidirectional model
-def _bidirectional(model: CharLM, ids: np.ndarray, D: int) -> Influence:
+def _bidirectional(model: CharLM, ids: np.ndarray, D: int, on_rows) -> Influence:
     cfg, params = model.cfg, model.params
     N, H = len(ids), cfg.hidden
     fwd, bwd, probs = model.trace_bi(ids)  # per layer (N, H) quantities; cloze probs (N, V)
     dz = probs.astype(np.float64).copy()
     dz[np.arange(N), ids] -= 1.0  # d(−ln p(x_t)) / d logits_t, (N, V)
     dec = params["decoder.weight"].astype(np.float64)
-    left = _stack_side(model, ids, fwd, (dz @ dec[:, :H]), D, "")
+    left = _stack_side(model, ids, fwd, (dz @ dec[:, :H]), D, "", lambda n: on_rows(n // 2))
     right = _stack_side(model, ids[::-1].copy(), [{q: a[::-1] for q, a in layer.items()} for layer in bwd],
-                        (dz @ dec[:, H:])[::-1], D, "_reverse")[::-1]
+                        (dz @ dec[:, H:])[::-1], D, "_reverse", lambda n: on_rows(n - n // 2))[::-1]
     return Influence(left, right)
 
 
-def _stack_side(model: CharLM, ids: np.ndarray, layers: list[dict], dtop: np.ndarray, D: int, sfx: str) -> np.ndarray:
+def _stack_side(model: CharLM, ids: np.ndarray, layers: list[dict], dtop: np.ndarray, D: int, sfx: str,
+                on_rows) -> np.ndarray:
     """One stack of a bidirectional model, reading ids in its own order: the prediction at position t
     reads the stack's top state after x_{t−1}, with gradient dtop[t] (H,). Returns (N, D+1): the
     influence of x_{t−d} (d ≥ 1; column 0 and characters before the text are 0 and NaN)."""
@@ -186,4 +195,5 @@ def _stack_side(model: CharLM, ids: np.ndarray, layers: list[dict], dtop: np.nda
         for b in range(B):
             p = pos[b]
             out[targets[b], 1 : p + 2] = norms[p::-1, b]  # d = 1 … p + 1
+        on_rows(B)
     return out

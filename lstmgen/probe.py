@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lstmgen.corpus import corpus_label, held_out_text
-from lstmgen.errors import ConfigError, LstmgenError
+from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.generate import generate
 from lstmgen.model import CharLM, ModelConfig
 from lstmgen.text import Vocab
@@ -436,7 +436,7 @@ def export_npz(path: str | Path, trace: Trace) -> None:
 def summary(cfg: ModelConfig, meta: dict, trace: Trace, source: str, warmup: str = "") -> str:
     """One line on what was traced: "lstm 1×384 · step 900 · 2,000 characters of … · 1.234 bits/char"."""
     loss_bits = float(np.nanmean(trace.surprisal_bits())) if trace.T > 1 else float("nan")
-    return (f"{cfg.cell} {cfg.layers}×{cfg.hidden} · step {meta.get('train', {}).get('step', '?')} · "
+    return (f"{cfg.summary()} · step {meta.get('train', {}).get('step', '?')} · "
             f"{trace.T:,} characters of {source}"
             + (f" after {len(warmup):,} of warm-up" if warmup else "")
             + (f" · {loss_bits:.3f} bits/char" if np.isfinite(loss_bits) else ""))
@@ -482,5 +482,8 @@ def default_text(meta: dict, model: CharLM, vocab: Vocab, n_chars: int = 2000) -
         where = "validation tail" if val_frac > 0 else "start"
         return text, (f"the {where} of {label} (from character {start:,}"
                       + (f", in {file})" if label != file else ")"))
+    if model.cfg.direction == "bi":  # it predicts from both sides: it cannot write a text of its own to read
+        raise CorpusError("the training corpus is not at hand and a bidirectional model cannot generate a text "
+                          "to read: give one with --text or --file")
     text = "".join(generate(model, vocab, n_chars, temperature=0.8, rng=np.random.default_rng(0)))
     return text, "a sample of the model (seed 0, temperature 0.8): the training corpus is not at hand"

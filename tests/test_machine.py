@@ -49,10 +49,12 @@ def test_the_human_view_names_the_blas_kernel_and_the_workers():
 
 def test_a_forced_older_kernel_is_warned_about_only_when_the_cpu_has_a_newer_one():
     avx512, avx2 = {"avx", "avx2", "avx512f"}, {"avx", "avx2"}
-    (w,) = machine.warnings(avx512, {"OPENBLAS_CORETYPE": "Haswell"})
+    (w,) = machine.warnings(avx512, {"OPENBLAS_CORETYPE": "Haswell"}, "openblas")
     assert "OPENBLAS_CORETYPE=Haswell" in w and "AVX2 kernel on a CPU with AVX-512" in w
-    assert machine.warnings(avx2, {"OPENBLAS_CORETYPE": "Haswell"}) == []
-    assert machine.warnings(avx512, {"OPENBLAS_CORETYPE": "SkylakeX"}) == []
-    assert machine.warnings(avx512, {}) == []
-    assert len(machine.warnings(avx2, {"OPENBLAS_CORETYPE": "sandybridge"})) == 1
-    assert machine.warnings(set(), {"OPENBLAS_CORETYPE": "Haswell"}) == []  # the CPU's flags unknown: no guess
+    assert machine.warnings(avx2, {"OPENBLAS_CORETYPE": "Haswell"}, "openblas") == []
+    assert machine.warnings(avx512, {"OPENBLAS_CORETYPE": "SkylakeX"}, "openblas") == []
+    assert machine.warnings(avx512, {}, "openblas") == []
+    assert len(machine.warnings(avx2, {"OPENBLAS_CORETYPE": "sandybridge"}, "openblas")) == 1
+    assert "SSE kernel" in machine.warnings(avx512, {"OPENBLAS_CORETYPE": "Nehalem"}, "openblas")[0]
+    assert machine.warnings(set(), {"OPENBLAS_CORETYPE": "Haswell"}, "openblas") == []  # CPU unknown: no guess
+    assert machine.warnings(avx512, {"OPENBLAS_CORETYPE": "Haswell"}, "mkl") == []  # not OpenBLAS: no effect

@@ -197,3 +197,33 @@ def test_a_bidirectional_models_windows_equal_one_backward_pass_per_prediction(c
             if t + d < N:
                 assert found.right[t, d] == pytest.approx(bwd[t + d], rel=1e-9, abs=1e-15)
         assert fwd[t:].max() == 0 and bwd[: t + 1].max() == 0  # neither stack reads the character itself
+
+
+def test_a_warm_up_is_read_but_gets_no_rows():
+    model = CharLM(ModelConfig(vocab_size=6, cell="gru", layers=1, hidden=5, embed=3, dtype="float64"), seed=1)
+    ids = np.random.default_rng(2).integers(0, 6, 25)
+    whole = influence(model, ids, 8)
+    warm = influence(model, ids, 8, warmup=7)
+    np.testing.assert_array_equal(warm.left, whole.left[7:])  # the guesses after the warm-up, reading into it
+
+
+def test_a_bidirectional_model_without_its_corpus_asks_for_a_text(runs, tmp_path):
+    import shutil
+
+    moved = tmp_path / "bi"
+    shutil.copytree(runs["bi"], moved)
+    meta_path = ckpt_io.load(moved / "latest.npz")
+    meta_path.meta["corpus"]["path"] = meta_path.meta["corpus"]["inputs"][0] = str(tmp_path / "gone.txt")
+    ckpt_io.save(moved / "latest.npz", meta_path)
+    (moved / "best.npz").unlink()
+    r = runner.invoke(app, ["memory", str(moved)])
+    assert r.exit_code == 1 and "--text or --file" in r.stderr and "Traceback" not in r.output
+
+
+def test_the_api_refuses_a_distance_that_is_not_a_whole_number(runs):
+    import lstmgen
+
+    m = lstmgen.load(runs["rnn"])
+    for bad in (2.5, "3", None, 0, 10**6, True):
+        with pytest.raises(lstmgen.ConfigError, match="max_distance"):
+            m.memory("expr: (a b)", max_distance=bad)

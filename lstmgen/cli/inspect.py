@@ -207,7 +207,10 @@ def inspect(
                                        found, param_rows, source), allow_nan=False))
     summary = shown(probe.summary(cfg, ck.meta, trace, source, warmup))
     if html is not None:
-        infl = influence(model, vocab.encode(trace.text), PAGE_DISTANCE)  # (click a character: why this guess)
+        with tqdm(total=len(warmup) + trace.T, unit="guess", file=sys.stderr, disable=None, leave=False, delay=1.0,
+                  desc="influence of each character on each guess") as bar:  # (click a character: why this guess)
+            infl = influence(model, vocab.encode(warmup + trace.text), PAGE_DISTANCE, warmup=len(warmup),
+                             on_rows=bar.update)
         page = explorer.render(trace, vocab.chars, summary, title=f"lstmgen inspect: {Path(str(ckpt)).name}",
                                influence=infl)
         try:

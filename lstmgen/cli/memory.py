@@ -54,6 +54,8 @@ def memory(
         raise ConfigError("--text and --file cannot be combined")
     if out_file is not None and out_file.suffix.lower() not in (".svg", ".html", ".htm"):
         raise ConfigError(f"--out {out_file}: write a .svg or .html file")
+    if out_file is not None and not out_file.resolve().parent.is_dir():  # before the work, not after
+        raise LstmgenError(f"cannot write {out_file}: no directory {out_file.resolve().parent}")
     if file is not None:
         file = named_corpus(file)
         text = read_text(file, "memory")
@@ -61,12 +63,14 @@ def memory(
     for ck_path in ckpts:
         model, vocab, ck = load_model(ck_path)
         used, source = (text, "--text" if file is None else str(file)) if text is not None else \
-            probe.default_text(ck.meta, model, vocab)
+            probe.default_text(ck.meta, model, vocab, n_chars=max_chars)
         used = used[:max_chars]
         if len(used) < 2:
             raise CorpusError(f"the text needs at least 2 characters, it has {len(used)}")
         ids = vocab.encode(used, f"the text for {ck_path}")
         results.append({**report(model, ids, max_distance, str(ck_path)), "source": source})
+        if not as_json:
+            err.print(f"{safe(ck_path)}: read {len(used):,} characters of {safe(source)}")
     if as_json:
         print(json.dumps({"models": results}, allow_nan=False))
     else:
@@ -126,7 +130,7 @@ def _show(results: list[dict], D: int) -> None:
                           "-" if r[sp] is None else str(r[sp]), *("-" if v is None else f"{v:.3g}" for v in values))
     out.print(table)
     err.print("span: the first distance whose influence is below 1 % of the nearest one's (- : not within "
-              f"--max-distance {D})")
+              f"--max-distance {D}, or the text is shorter)")
 
 
 def _write_chart(results: list[dict], path: Path) -> None:

@@ -75,8 +75,10 @@ def plot(
     text.append(" " * pad + " └" + "─" * w + "\n", style="dim")
     text.append(" " * (pad + 2) + axis + "\n", style="dim")
     text.append(f"y: {'bits per character' if y == 'loss' else Y[y]}, x: {x_label}   ", style="dim")
+    drawn = {c.group for c in lines}
     for k, run in enumerate(runs):
-        text.append(f"■ {_label(run, runs)}   ", style=STYLES[k % len(STYLES)])
+        if k in drawn:
+            text.append(f"■ {_label(run, runs)}   ", style=STYLES[k % len(STYLES)])
     text.append("(· train, ● validation)" if y == "loss" else "", style="dim")
     out.print(text)
     if out_file is not None:
