@@ -9,11 +9,10 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from lstmgen import chart, probe
 from lstmgen.cli.base import Threads, app, boundary, err, load_model, out, safe, use_threads
-from lstmgen.cli.runs import STYLES
+from lstmgen.cli.runs import STYLES, grid_text, write_picture
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.memory import report
 from lstmgen.runs import Curve
@@ -99,18 +98,7 @@ def _curves(results: list[dict]) -> list[Curve]:
 def _show(results: list[dict], D: int) -> None:
     lines = _curves(results)
     if lines:
-        cells, labels, axis = chart.grid(lines, width=max(30, min(100, out.width - 12)), height=14,
-                                         y_label=chart.log_label)
-        pad = max(len(s) for s in labels)
-        pic = Text()
-        for label, row in zip(labels, cells):
-            pic.append(f"{label:>{pad}} │", style="dim")
-            for ch, g in row:
-                pic.append(ch, style=STYLES[g % len(STYLES)] if g >= 0 else None)
-            pic.append("\n")
-        w = len(cells[0])
-        pic.append(" " * pad + " └" + "─" * w + "\n", style="dim")
-        pic.append(" " * (pad + 2) + axis + "\n", style="dim")
+        pic = grid_text(lines, max(30, min(100, out.width - 12)), 14, y_label=chart.log_label)
         pic.append("y: influence on the prediction (log scale), x: distance d in characters   ", style="dim")
         for k, r in enumerate(results):
             pic.append(f"■ {r['model']}   ", style=STYLES[k % len(STYLES)])
@@ -138,11 +126,5 @@ def _write_chart(results: list[dict], path: Path) -> None:
     if not lines:
         raise LstmgenError("nothing to draw: every influence is zero")
     title = "How far back a prediction reaches: " + ", ".join(r["model"] for r in results)
-    svg = chart.svg(lines, title, "distance d (characters)", y_label="influence on the prediction (log scale)",
-                    y_tick=chart.log_label)
-    body = chart.html_page(svg, title) if path.suffix.lower() in (".html", ".htm") else svg + "\n"
-    try:
-        path.write_text(body, encoding="utf-8")
-    except OSError as e:
-        raise LstmgenError(f"cannot write {path}: {e.strerror or e}") from e
-    err.print(f"wrote {safe(path)}")
+    write_picture(path, chart.svg(lines, title, "distance d (characters)",
+                                  y_label="influence on the prediction (log scale)", y_tick=chart.log_label), title)

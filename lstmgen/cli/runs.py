@@ -63,17 +63,7 @@ def plot(
         raise LstmgenError(f"nothing to plot: no run has logged a {'loss' if y == 'loss' else 'gradient norm'} yet"
                            + (" (runs from before lstmgen logged grad_norm)" if y != "loss" else ""))
     x_label = "step" if x == "step" else "training time (s)"
-    w = width or max(30, min(110, out.width - 10))
-    cells, labels, axis = chart.grid(lines, width=w, height=height)
-    pad = max(len(s) for s in labels)
-    text = Text()
-    for label, row in zip(labels, cells):
-        text.append(f"{label:>{pad}} │", style="dim")
-        for ch, g in row:
-            text.append(ch, style=STYLES[g % len(STYLES)] if g >= 0 else None)
-        text.append("\n")
-    text.append(" " * pad + " └" + "─" * w + "\n", style="dim")
-    text.append(" " * (pad + 2) + axis + "\n", style="dim")
+    text = grid_text(lines, width or max(30, min(110, out.width - 10)), height)
     text.append(f"y: {'bits per character' if y == 'loss' else Y[y]}, x: {x_label}   ", style="dim")
     drawn = {c.group for c in lines}
     for k, run in enumerate(runs):
@@ -83,13 +73,32 @@ def plot(
     out.print(text)
     if out_file is not None:
         title = ("Loss curves: " if y == "loss" else "Gradient norms: ") + ", ".join(_label(r, runs) for r in runs)
-        svg = chart.svg(lines, title, x_label, y_label=Y[y])
-        body = chart.html_page(svg, title) if out_file.suffix.lower() in (".html", ".htm") else svg + "\n"
-        try:
-            out_file.write_text(body, encoding="utf-8")
-        except OSError as e:
-            raise LstmgenError(f"cannot write {out_file}: {e.strerror or e}") from e
-        err.print(f"wrote {safe(out_file)} ({out_file.stat().st_size / 1024:.1f} KB)")
+        write_picture(out_file, chart.svg(lines, title, x_label, y_label=Y[y]), title)
+
+
+def write_picture(path: Path, svg: str, title: str) -> None:
+    """An SVG chart to FILE.svg, or FILE.html as a page holding it."""
+    body = chart.html_page(svg, title) if path.suffix.lower() in (".html", ".htm") else svg + "\n"
+    try:
+        path.write_text(body, encoding="utf-8")
+    except OSError as e:
+        raise LstmgenError(f"cannot write {path}: {e.strerror or e}") from e
+    err.print(f"wrote {safe(path)} ({path.stat().st_size / 1024:.1f} KB)")
+
+
+def grid_text(lines: list, width: int, height: int, y_label=chart._fmt) -> Text:
+    """A chart for the terminal (``chart.grid``) with its axes, each run group in its colour."""
+    cells, labels, axis = chart.grid(lines, width=width, height=height, y_label=y_label)
+    pad = max(len(s) for s in labels)
+    text = Text()
+    for label, row in zip(labels, cells):
+        text.append(f"{label:>{pad}} │", style="dim")
+        for ch, g in row:
+            text.append(ch, style=STYLES[g % len(STYLES)] if g >= 0 else None)
+        text.append("\n")
+    text.append(" " * pad + " └" + "─" * width + "\n", style="dim")
+    text.append(" " * (pad + 2) + axis + "\n", style="dim")
+    return text
 
 
 def _label(run: Path, runs: list[Path]) -> str:
