@@ -457,16 +457,18 @@ class CellSpec:
     quantities: tuple[str, ...]  # what the tracing forward reports, in order
     forward: Callable
     backward: Callable
+    gate_blocks: str = ""  # the gate blocks of W_ih / W_hh in order, one letter each (inspect's --params)
+    keep_gate: str | None = None  # the gate that keeps the state when near 1 (an "integrator" unit's)
 
 
 CELLS: dict[str, CellSpec] = {
-    "lstm": CellSpec("lstm", 4, 2, ("i", "f", "g", "o", "c", "h"), lstm_forward, lstm_backward),
+    "lstm": CellSpec("lstm", 4, 2, ("i", "f", "g", "o", "c", "h"), lstm_forward, lstm_backward, "ifgo", "f"),
     "peephole": CellSpec(
-        "peephole", 4, 2, ("i", "f", "g", "o", "c", "h"), peephole_forward, peephole_backward
+        "peephole", 4, 2, ("i", "f", "g", "o", "c", "h"), peephole_forward, peephole_backward, "ifgo", "f"
     ),
-    "cifg": CellSpec("cifg", 3, 2, ("i", "f", "g", "o", "c", "h"), cifg_forward, cifg_backward),
-    "gru": CellSpec("gru", 3, 1, ("r", "z", "n", "h"), gru_forward, gru_backward),
-    "rnn": CellSpec("rnn", 1, 1, ("h",), rnn_forward, rnn_backward),
+    "cifg": CellSpec("cifg", 3, 2, ("i", "f", "g", "o", "c", "h"), cifg_forward, cifg_backward, "igo", "f"),
+    "gru": CellSpec("gru", 3, 1, ("r", "z", "n", "h"), gru_forward, gru_backward, "rzn", "z"),
+    "rnn": CellSpec("rnn", 1, 1, ("h",), rnn_forward, rnn_backward, "h"),
 }
 
 

@@ -17,24 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmgen.cells import CELLS
 from lstmgen.corpus import corpus_label, held_out_text
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.generate import generate
 from lstmgen.model import CharLM, ModelConfig
 from lstmgen.text import Vocab
 
-QUANTITIES = {
-    "lstm": ("i", "f", "g", "o", "c", "h"),
-    "peephole": ("i", "f", "g", "o", "c", "h"),
-    "cifg": ("i", "f", "g", "o", "c", "h"),
-    "gru": ("r", "z", "n", "h"),
-    "rnn": ("h",),
-    "jordan": ("h",),
-}
-GATE_BLOCKS = {"lstm": "ifgo", "peephole": "ifgo", "cifg": "igo", "gru": "rzn", "rnn": "h", "jordan": "h"}
+# read from the cell table (cells.CELLS); the Jordan network's layers show h, as an Elman layer's
+QUANTITIES = {name: spec.quantities for name, spec in CELLS.items()} | {"jordan": CELLS["rnn"].quantities}
+GATE_BLOCKS = {name: spec.gate_blocks for name, spec in CELLS.items()} | {"jordan": CELLS["rnn"].gate_blocks}
 SIGMOID = frozenset("ifozr")  # values in (0, 1); g, n, h in (−1, 1); c unbounded
 # the gate that keeps the state when it is near 1: an "integrator" unit keeps it there
-KEEP_GATE = {"lstm": "f", "peephole": "f", "cifg": "f", "gru": "z"}
+KEEP_GATE = {name: spec.keep_gate for name, spec in CELLS.items() if spec.keep_gate}
 RANK_BY = ("variance", "saturation", "mean")
 PROBES = ("quotes", "brackets", "line-position", "indent")
 LEFT, RIGHT = 0.1, 0.9
