@@ -70,8 +70,7 @@ class Model:
 
     def __repr__(self) -> str:
         c = self.config
-        kind = f"{c.cell}{' bidirectional' if c.direction == 'bi' else ''} {c.layers}×{c.hidden}"
-        return (f"<lstmgen.Model {kind}, embed {c.embed}, vocab {c.vocab_size}, {self.num_params:,} params, "
+        return (f"<lstmgen.Model {c.summary()}, embed {c.embed}, vocab {c.vocab_size}, {self.num_params:,} params, "
                 f"{c.dtype}, step {self.step} from {shown(self.path)}>")
 
     # ------------------------------------------------------------------ what it does

@@ -51,7 +51,7 @@ def fill_text(model: CharLM, vocab: Vocab, text: str, mask: str = "_", *, temper
     if both_sides:
         filled, done = cloze.fill(model, ids, masked, choose)
     else:
-        filled, done = _fill_left_to_right(model, ids, masked, choose, start=vocab.index.get("\n", 0))
+        filled, done = _fill_left_to_right(model, ids, masked, choose, start=vocab.start_id)
     return Filled(vocab.decode(filled), [(t, vocab.chars[c], p) for t, c, p in sorted(done, key=lambda d: d[0])],
                   from_left_only=not both_sides)
 

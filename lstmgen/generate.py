@@ -122,7 +122,7 @@ def generate(model: CharLM, vocab: Vocab, length: int, *, prime: str = "", tempe
     sampler = Sampler(rng, len(vocab), temperature, top_k, top_p)
     stepper = model.stepper(1)
     if ids is None or len(ids) == 0:
-        ids = np.array([vocab.index.get("\n", 0)])
+        ids = np.array([vocab.start_id])
     for i in ids[:-1]:
         stepper.step(int(i))
     nxt = int(ids[-1])
@@ -236,7 +236,7 @@ def generate_many(model: CharLM, vocab: Vocab, length: int, n: int, *, prime: st
     sampler = BatchSampler(rngs, len(vocab), temperature, top_k, top_p, steps=length)
     stepper = model.stepper(n)
     if ids is None or len(ids) == 0:
-        ids = np.array([vocab.index.get("\n", 0)])
+        ids = np.array([vocab.start_id])
     for i in ids[:-1]:
         stepper.step(np.full(n, i))
     nxt = np.full(n, ids[-1])

@@ -83,6 +83,7 @@ class RunSummary:
     direction: str = "fwd"
     layers: int | None = None
     hidden: int | None = None
+    model: str | None = None  # "lstm 2×256", "gru bi 1×384"
     params: int | None = None
     step: int | None = None
     epoch: int | None = None
@@ -117,7 +118,7 @@ def summarise(run: Path) -> RunSummary:
         s.problem = str(e)
         return s
     tr = meta.get("train", {})
-    s.cell, s.layers, s.hidden = cfg.cell, cfg.layers, cfg.hidden
+    s.cell, s.layers, s.hidden, s.model = cfg.cell, cfg.layers, cfg.hidden, cfg.summary()
     s.direction = meta.get("model", {}).get("direction", "fwd")
     s.params = sum(math.prod(shape) for shape in param_shapes(cfg).values())
     s.step, s.epoch = tr.get("step", s.step), tr.get("epoch", s.epoch)

@@ -102,6 +102,12 @@ class Vocab:
     def from_text(cls, text: str) -> Vocab:
         return cls("".join(sorted(set(text))))
 
+    @property
+    def start_id(self) -> int:
+        """What a model reads before a text that has no prime: a newline (texts begin after one), else
+        the first character of the vocabulary."""
+        return self.index.get("\n", 0)
+
     def __len__(self) -> int:
         return len(self.chars)
 

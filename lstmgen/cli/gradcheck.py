@@ -60,7 +60,7 @@ def gradcheck(
         ck = ckpt_io.load(ckpt)
         cfg = ModelConfig(**{**ck.config.to_dict(), "dtype": "float64", "dropout": 0.0})
         model = CharLM(cfg, params={k: v.astype(np.float64) for k, v in ck.params.items()})
-        what = f"{safe(ckpt)}: {cfg.cell} {cfg.layers}×{cfg.hidden}, vocab {cfg.vocab_size}"
+        what = f"{safe(ckpt)}: {cfg.summary()}, vocab {cfg.vocab_size}"
         samples = samples or 40
     else:
         cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=layers, hidden=hidden, embed=embed, dtype="float64",

@@ -131,8 +131,7 @@ def runs_cmd(
     now = time.time()
     rows = []
     for s in found:
-        model = (f"{s.cell}{' bi' if s.direction == 'bi' else ''} {s.layers}×{s.hidden}" if s.cell
-                 else f"[yellow]{safe(s.problem or '?')}[/]")
+        model = s.model if s.model else f"[yellow]{safe(s.problem or '?')}[/]"
         rows.append((safe(_shown_path(Path(s.run), directory)), model, f"{s.params:,}" if s.params else "-",
                      _n(s.step), f"{s.best_val_bpc:.3f}" if s.best_val_bpc is not None else "-",
                      f"{s.chars_per_sec:,.0f}" if s.chars_per_sec else "-", safe(s.corpus or "-"),

@@ -104,7 +104,7 @@ def eval_cmd(
     table.add_row("bits per character", f"{loss / LN2:.4f}")
     table.add_row("perplexity", f"{math.exp(loss):.3f}")
     cfg = ck.config
-    table.add_row("model", f"{cfg.cell} {cfg.layers}×{cfg.hidden}, vocab {cfg.vocab_size}, "
+    table.add_row("model", f"{cfg.summary()}, vocab {cfg.vocab_size}, "
                            f"step {ck.meta.get('train', {}).get('step', '?')}")
     out.print(table)
     if cfg.direction == "bi":

@@ -255,13 +255,14 @@ def _train_loop(trainer, group, resumed: bool) -> Path:
     cfg, o = trainer.model.cfg, trainer.opts
     n = group.workers
     rows = f"{trainer.B // n}–{-(-trainer.B // n)}" if trainer.B % n else f"{trainer.B // n}"
-    workers = (f"{n} workers ({group.kind}, {rows} rows each, {get_threads() or '?'} BLAS thread"
+    per = f"{rows} row{'' if rows == '1' else 's'} each"
+    workers = (f"{n} workers ({group.kind}, {per}, {get_threads() or '?'} BLAS thread"
                f"{'s' if (get_threads() or 1) > 1 else ''} each)" if n > 1
                else f"1 worker ({get_threads() or '?'} BLAS threads)")
     err.print(
         f"{'resuming' if resumed else 'training'} on {safe(corpus_label(trainer.corpus_meta))}: "
-        f"{trainer.n_chars:,} chars, vocab {len(trainer.vocab)} | {cfg.cell}"
-        f"{' bidirectional (cloze)' if cfg.direction == 'bi' else ''} {cfg.layers}×{cfg.hidden}, "
+        f"{trainer.n_chars:,} chars, vocab {len(trainer.vocab)} | {cfg.summary()}"
+        f"{' (bidirectional cloze)' if cfg.direction == 'bi' else ''}, "
         f"embed {cfg.embed}, dropout {cfg.dropout:g}, {trainer.model.num_params:,} params, {cfg.dtype} | "
         f"batch {trainer.B}×{trainer.T}, {o.optimizer} lr {o.lr:g} ({o.lr_schedule}) | {workers} | "
         f"budget: {_budget(o)} | "
