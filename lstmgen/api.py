@@ -25,7 +25,7 @@ import numpy as np
 
 from lstmgen import checkpoint as ckpt_io
 from lstmgen import explorer, probe
-from lstmgen.errors import ConfigError, CorpusError, LstmgenError
+from lstmgen.errors import ConfigError, LstmgenError
 from lstmgen.filling import fill_text
 from lstmgen.generate import sample_pieces
 from lstmgen.memory import PAGE_DISTANCE, influence, report
@@ -103,10 +103,7 @@ class Model:
         ``influence_right``); ``lstmgen.memory.influence`` gives the whole (t, d) matrix."""
         if isinstance(max_distance, bool) or not isinstance(max_distance, int) or not 1 <= max_distance <= 1000:
             raise ConfigError(f"max_distance must be a whole number from 1 to 1000, got {max_distance!r}")
-        ids = self._vocab.encode(text, "text")
-        if len(ids) < 2:
-            raise CorpusError(f"the text needs at least 2 characters, it has {len(ids)}")
-        return report(self._model, ids, max_distance, str(self.path))
+        return report(self._model, self._vocab.encode(text, "text"), max_distance, str(self.path))
 
     def fill(self, text: str, mask: str = "_", temperature: float = 0.0, top_k: int | None = None,
              seed: int | None = None) -> str:

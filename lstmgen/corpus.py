@@ -55,11 +55,15 @@ class Corpus:
                 "glob": self.glob, "files": self.files or []}
 
 
+def recorded_inputs(record: dict) -> list[Path]:
+    """The inputs a checkpoint's ``corpus`` record names (older checkpoints: only its ``path``)."""
+    return [Path(p) for p in record.get("inputs") or ([record["path"]] if record.get("path") else [])]
+
+
 def corpus_label(record: dict) -> str:
     """A checkpoint's corpus in a few words, naming every input: ``a.txt``, ``poems/`` (a directory),
     ``a.txt + b.txt``, ``a.txt + 3 more``."""
-    inputs = record.get("inputs") or ([record["path"]] if record.get("path") else [])
-    names = [Path(p).name + ("/" if Path(p).is_dir() else "") for p in inputs]
+    names = [p.name + ("/" if p.is_dir() else "") for p in recorded_inputs(record)]
     if not names:
         return record.get("name") or "?"
     if len(names) <= 2:
@@ -73,7 +77,7 @@ def held_out_text(record: dict, val_frac: float, n_chars: int) -> tuple[str, int
     them; the corpus's start when nothing was held out. Returns (text, offset in the corpus, the
     name of the file it begins in), or None when the corpus is not at hand. Files are read from the
     last one back, only as far as the held-out tail reaches when the recorded size is known."""
-    inputs = record.get("inputs") or ([record["path"]] if record.get("path") else [])
+    inputs = recorded_inputs(record)
     if not inputs:
         return None
 
@@ -82,8 +86,8 @@ def held_out_text(record: dict, val_frac: float, n_chars: int) -> tuple[str, int
 
     recorded = record.get("chars") if isinstance(record.get("chars"), int) else None
     try:
-        found = resolve_inputs([Path(p) for p in inputs], record.get("glob") or DEFAULT_GLOB)
-        several = len(found) > 1 or Path(inputs[0]).is_dir()
+        found = resolve_inputs(inputs, record.get("glob") or DEFAULT_GLOB)
+        several = len(found) > 1 or inputs[0].is_dir()
         parts: list[tuple[str, Path]] = []
         for path, _ in reversed(found):  # from the end, until the held-out tail is covered
             parts.insert(0, ("".join(t for t, _ in _texts([path], several, "corpus", None)), path))

@@ -196,14 +196,14 @@ class BatchSampler:
 MAX_BATCH = 256  # rows generated together: memory stays bounded whatever --num-samples is
 
 
-def row_rngs(seed: int | None, n: int, rows: range) -> list[np.random.Generator]:
-    """The random streams of rows ``rows`` of ``n`` samples: row 0 ``default_rng(seed)``, row r ≥ 1 the
-    (r − 1)-th child of ``SeedSequence(seed)``, whichever batch a row is generated in. ``seed`` may
-    also be a SeedSequence already drawn (several batches of one unseeded call share it)."""
+def row_rngs(seed: int | np.random.SeedSequence | None, rows: range) -> list[np.random.Generator]:
+    """The random streams of sample rows ``rows``: row 0 ``default_rng(seed)``, row r ≥ 1 the (r − 1)-th
+    child of ``SeedSequence(seed)``, whichever batch a row is generated in. ``seed`` may also be a
+    SeedSequence already drawn (several batches of one unseeded call share it)."""
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    first = np.random.default_rng(seed if not isinstance(seed, np.random.SeedSequence) else ss.entropy)
-    return [first if r == 0 else np.random.default_rng(np.random.SeedSequence(ss.entropy, spawn_key=(r - 1,),
-                                                                              pool_size=ss.pool_size))
+    # (default_rng(ss.entropy) is default_rng(seed) for an integer seed)
+    return [np.random.default_rng(ss.entropy if r == 0 else
+                                  np.random.SeedSequence(ss.entropy, spawn_key=(r - 1,), pool_size=ss.pool_size))
             for r in rows]
 
 
@@ -214,13 +214,13 @@ def sample_batches(model: CharLM, vocab: Vocab, length: int, n: int, *, batch: i
     ss = np.random.SeedSequence(seed)
     for start in range(0, n, batch):
         rows = range(start, min(n, start + batch))
-        yield rows, generate_many(model, vocab, length, n, rows=rows, seed=seed if seed is not None else ss,
-                                  **options)
+        yield rows, generate_many(model, vocab, length, n, rows=rows, seed=ss, **options)
 
 
 def generate_many(model: CharLM, vocab: Vocab, length: int, n: int, *, prime: str = "", temperature: float = 1.0,
-                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-                  stop: str | None = None, rows: range | None = None) -> Iterator[list[str | None]]:
+                  top_k: int | None = None, top_p: float | None = None,
+                  seed: int | np.random.SeedSequence | None = None, stop: str | None = None,
+                  rows: range | None = None) -> Iterator[list[str | None]]:
     """``n`` samples generated together as one batch (or the rows ``rows`` of them): per step, a list
     of one character per row (None for a row that has already stopped), until every row has
     ``length`` characters or has stopped.
@@ -231,7 +231,7 @@ def generate_many(model: CharLM, vocab: Vocab, length: int, n: int, *, prime: st
     """
     ids = vocab.encode(prime, "prime text") if prime else None
     rows = range(n) if rows is None else rows
-    rngs = row_rngs(seed, n, rows)
+    rngs = row_rngs(seed, rows)
     n = len(rows)
     sampler = BatchSampler(rngs, len(vocab), temperature, top_k, top_p, steps=length)
     stepper = model.stepper(n)
@@ -266,9 +266,7 @@ def sample_pieces(model: CharLM, vocab: Vocab, length: int, *, num_samples: int 
     prime, then its characters one by one as they are generated; every other sample whole (prime
     first) once its batch is done. The checks come first, before any piece: the options, a
     bidirectional model (it cannot generate left to right), a prime with unknown characters."""
-    check_options(temperature, top_k, top_p)
-    if top_p == 0:
-        raise ConfigError("--top-p must be greater than 0")
+    check_options(temperature, top_k, top_p)  # (a top-p of 0 included)
     if length < 0 or num_samples < 1:
         raise ConfigError(f"--length must be ≥ 0 and --num-samples ≥ 1, got {length} and {num_samples}")
     if model.cfg.direction == "bi":

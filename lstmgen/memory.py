@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lstmgen.errors import CorpusError
 from lstmgen.model import CharLM, backward, forward, softmax, stack_backward, stack_forward, state_layout, zero_state
 
 ROWS = 256  # windows per backward pass (memory: G·H · W · ROWS values per layer)
@@ -63,6 +64,8 @@ def report(model: CharLM, ids: np.ndarray, max_distance: int = 50, checkpoint: s
     """One model's entry of ``lstmgen memory --json``: per distance the median influence (``influence``;
     a bidirectional model's left side, with ``influence_right``), and the span (against d = 0; a
     bidirectional model, which does not read the character it predicts, against d = 1)."""
+    if len(ids) < 2:
+        raise CorpusError(f"the text needs at least 2 characters, it has {len(ids)}")
     found = influence(model, ids, max_distance)
     bi = model.cfg.direction == "bi"
     left = found.curve("left")

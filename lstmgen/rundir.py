@@ -40,16 +40,20 @@ def prepare_run_dir(out: Path) -> RunLock:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create run directory {out}: {e.strerror or e}") from e
-    holds_run = lambda: (out / "latest.npz").exists() or (out / "metrics.jsonl").exists()  # noqa: E731
-    if holds_run():  # refused before its lock is touched (and again under the lock: two starting at once)
-        RunLock(out).check_free()  # a run being trained now: say by whom
-        raise ConfigError(f"--out {out} already holds a run; use --resume {out} to continue it, "
-                          "or choose another --out")
+
+    def refuse_a_run() -> None:
+        if (out / "latest.npz").exists() or (out / "metrics.jsonl").exists():
+            raise ConfigError(f"--out {out} already holds a run; use --resume {out} to continue it, "
+                              "or choose another --out")
+
+    RunLock(out).check_free()  # a run being trained there now: say by whom, touching nothing
+    refuse_a_run()  # before its lock is touched, and again under the lock (two starting at once)
     lock = RunLock(out).acquire()
-    if holds_run():
+    try:
+        refuse_a_run()
+    except ConfigError:
         lock.release()
-        raise ConfigError(f"--out {out} already holds a run; use --resume {out} to continue it, "
-                          "or choose another --out")
+        raise
     return lock
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -19,13 +18,14 @@ import numpy as np
 
 from lstmgen import __version__
 from lstmgen import checkpoint as ckpt_io
-from lstmgen.corpus import DEFAULT_GLOB, Corpus, corpus_label, load_corpus, resolve_inputs
+from lstmgen.corpus import DEFAULT_GLOB, Corpus, corpus_label, load_corpus, recorded_inputs, resolve_inputs
 from lstmgen.dropout import RowStreams
 from lstmgen.errors import ConfigError, CorpusError, DivergenceError, LstmgenError, VocabError
 from lstmgen.model import CharLM, ModelConfig
 from lstmgen.optim import Optimizer, clip_grad_norm_, lr_at
 from lstmgen.parallel import SOLO, LocalGroup, available_cores, default_workers
 from lstmgen.rundir import RunLock, prepare_run_dir, remove_if_unused
+from lstmgen.runs import read_metrics
 from lstmgen.terminal import shown
 from lstmgen.text import BatchStream, Vocab, fit_batch, split, visible
 from lstmgen.threads import after_fork, set_threads
@@ -355,14 +355,10 @@ class Trainer:
     def logged_line(self) -> dict:
         """The training loss, gradient norm and clipped share of metrics.jsonl's last line (a resumed
         run's), or {} when there is none."""
-        try:
-            with open(self.run_dir / "metrics.jsonl", "rb") as f:
-                f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
-                last = json.loads(f.read().splitlines()[-1])
-            return {k: float(last[k]) for k in ("train_loss", "grad_norm", "clipped")
-                    if isinstance(last.get(k), int | float)}
-        except (OSError, IndexError, ValueError, AttributeError, TypeError):
-            return {}
+        lines = read_metrics(self.run_dir)
+        last = lines[-1] if lines else {}
+        return {k: float(v) for k in ("train_loss", "grad_norm", "clipped")
+                if isinstance(v := last.get(k), int | float)}
 
     # ------------------------------------------------------------------ the loop
     def run(self, on_progress: Callable[[Progress], None] | None = None) -> Summary:
@@ -437,9 +433,8 @@ class Trainer:
                 prog.event = "sample"
             on_progress(prog)
         # the end: evaluate (unless just done or interrupted), save latest
-        if self.step == first_step:  # nothing to do (a resume whose budget is spent): the run stays as it was
-            pass
-        elif last_eval_step != self.step and not self.stopping:
+        spent = self.step == first_step > 0  # a resume whose budget was already spent: the run stays as it was
+        if not spent and last_eval_step != self.step and not self.stopping and self.step > 0:
             now = time.monotonic()
             line = span.close()  # no step since the last line: its values again
             prog = Progress(self.step, self.epoch, self.batch, self.stream.batches_per_epoch,
@@ -448,7 +443,7 @@ class Trainer:
                             grad_norm=line["grad_norm"], clipped=line["clipped"])
             self._eval_and_save(prog, line)
             on_progress(prog)
-        else:
+        elif not spent:
             self.save("latest.npz")
         return Summary(self.run_dir, self.step, self.epoch, self.best_val, self.last_val, stop or "done")
 
@@ -620,7 +615,6 @@ def new_trainer(corpus_path: Path | list[Path], out: Path, opts: TrainOptions, i
         ModelConfig(vocab_size=2, cell=opts.cell, layers=opts.layers, hidden=opts.hidden, embed=opts.embed,
                     dropout=opts.dropout, dtype=opts.dtype, direction=opts.direction)
     made = [d for d in (out, *out.parents) if not d.exists()]  # removed again if setting up fails
-    created = bool(made)
     lock = prepare_run_dir(out)
     try:
         vocab = Vocab(init.meta["vocab"]) if init is not None else None
@@ -640,7 +634,7 @@ def new_trainer(corpus_path: Path | list[Path], out: Path, opts: TrainOptions, i
         return Trainer(out, opts, corpus, model=model, optimizer=make_optimizer(opts, model), lock=lock)
     except BaseException:
         lock.release()
-        if created:
+        if made:
             remove_if_unused(out)
             for d in made[1:]:  # the parents this run made (runs/), when empty
                 try:
@@ -718,7 +712,7 @@ def read_run_corpus(meta: dict, given: list[Path] | None = None, glob: str | Non
     """A run's corpus again: the inputs given now (their sha256 must match), else the recorded
     inputs with the recorded glob, refusing a file changed, added or removed (named)."""
     c = meta["corpus"]
-    recorded = [Path(p) for p in c.get("inputs") or [c["path"]]]
+    recorded = recorded_inputs(c)
     inputs = given or recorded
     other = given is not None and [p.resolve() for p in given] != [p.resolve() for p in recorded]
 

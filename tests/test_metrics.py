@@ -86,3 +86,10 @@ def test_plot_draws_the_gradient_norm(corpus, tmp_path):
     assert "gradient norm before clipping" in svg and svg.count("<polyline") == 1  # one curve: no validation
     r = runner.invoke(app, ["plot", str(run), "--y", "bits"])
     assert r.exit_code == 2 and "grad-norm" in r.stderr
+
+
+def test_a_new_run_stopped_before_its_first_step_still_saves_its_checkpoint(corpus, tmp_path):
+    run = tmp_path / "r"
+    r = runner.invoke(app, ["train", str(corpus), "--out", str(run), *TINY, "--max-time", "0.000001s"])
+    assert r.exit_code == 0, r.output
+    assert (run / "latest.npz").is_file()  # what "continue with --resume" needs

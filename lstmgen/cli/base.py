@@ -123,6 +123,11 @@ def safe(value: object) -> str:
 RAISE_ERRORS = contextvars.ContextVar("lstmgen_raise_errors", default=False)  # the Python API: raise, not exit
 
 
+def _raising() -> bool:
+    """Errors go up as exceptions instead of one line: LSTMGEN_DEBUG=1 (a traceback), or the Python API."""
+    return os.environ.get("LSTMGEN_DEBUG") == "1" or RAISE_ERRORS.get()
+
+
 def boundary(fn):
     """Turn lstmgen's errors (and Ctrl-C outside training) into one red line and an exit code."""
 
@@ -132,7 +137,7 @@ def boundary(fn):
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite results are checked
                 return fn(*args, **kwargs)
         except LstmgenError as e:
-            if os.environ.get("LSTMGEN_DEBUG") == "1" or RAISE_ERRORS.get():
+            if _raising():
                 raise
             err.print(f"[bold red]error:[/] {safe(e)}")
             raise typer.Exit(e.exit_code) from None
@@ -140,7 +145,7 @@ def boundary(fn):
             err.print("[bold red]interrupted[/]")
             raise typer.Exit(130) from None
         except MemoryError as e:  # NumPy's too: "Unable to allocate 327 TiB for an array …"
-            if os.environ.get("LSTMGEN_DEBUG") == "1" or RAISE_ERRORS.get():
+            if _raising():
                 raise
             why = str(e).split(" for an array")[0] if str(e) else "out of memory"
             err.print(f"[bold red]error:[/] {safe(why)}: choose a smaller model, batch or text")
@@ -152,7 +157,7 @@ def boundary(fn):
                 pass
             raise typer.Exit(0) from None
         except OSError as e:  # writing the product failed (stdout on a full disk, a closed terminal)
-            if os.environ.get("LSTMGEN_DEBUG") == "1" or RAISE_ERRORS.get():
+            if _raising():
                 raise
             try:
                 sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- (the exit's flush would fail again)

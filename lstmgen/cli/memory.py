@@ -13,7 +13,7 @@ from rich.table import Table
 from lstmgen import chart, probe
 from lstmgen.cli.base import Threads, app, boundary, err, load_model, out, safe, use_threads
 from lstmgen.cli.runs import STYLES, grid_text, write_picture
-from lstmgen.errors import ConfigError, CorpusError, LstmgenError
+from lstmgen.errors import ConfigError, LstmgenError
 from lstmgen.memory import report
 from lstmgen.runs import Curve
 from lstmgen.text import named_corpus, read_text
@@ -64,8 +64,6 @@ def memory(
         used, source = (text, "--text" if file is None else str(file)) if text is not None else \
             probe.default_text(ck.meta, model, vocab, n_chars=max_chars)
         used = used[:max_chars]
-        if len(used) < 2:
-            raise CorpusError(f"the text needs at least 2 characters, it has {len(used)}")
         ids = vocab.encode(used, f"the text for {ck_path}")
         results.append({**report(model, ids, max_distance, str(ck_path)), "source": source})
         if not as_json:
