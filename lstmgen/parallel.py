@@ -166,8 +166,11 @@ class LocalGroup:
     def _barrier(self) -> None:
         if self.rank == 0:
             self._gather_arrivals()
-            for c in self.conns:
-                c.send_bytes(b"g")
+            for c, p in zip(self.conns, self.procs):
+                try:
+                    c.send_bytes(b"g")
+                except OSError:  # it died after arriving: its pipe is broken (not our stdout: not a quiet exit 0)
+                    self._lost(p)
         else:
             conn = self.conns[0]
             try:

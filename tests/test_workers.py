@@ -299,3 +299,23 @@ def test_a_signal_between_agreement_and_decision_keeps_the_workers_in_step(corpu
     reason, step = r.stdout.split()
     assert reason == "SIGTERM" and int(step) >= 4
     assert meta(tmp_path / "run")["train"]["step"] == int(step)
+
+
+def test_a_worker_that_dies_after_arriving_is_a_lost_worker_not_a_broken_pipe():
+    """The coordinator's "go" to a worker killed between its arrival and the reply raises
+    BrokenPipeError; it must be reported as that worker lost (exit 1), never taken for a closed
+    stdout (which the CLI ends quietly with exit 0). Seen once in CI as a silent exit 0."""
+    from types import SimpleNamespace
+
+    from lstmgen.parallel import LocalGroup, WorkerLost
+
+    class Dead:
+        def send_bytes(self, _):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    group = LocalGroup.__new__(LocalGroup)
+    group.rank, group.conns = 0, [Dead()]
+    group.procs = [SimpleNamespace(name="lstmgen-worker-1", pid=12345, exitcode=-9, join=lambda t: None)]
+    group._gather_arrivals = lambda: None
+    with pytest.raises(WorkerLost, match="worker 1 .*SIGKILL"):
+        group._barrier()
