@@ -33,12 +33,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lstmgen.config import ModelConfig  # noqa: E402
+from lstmgen.networks import network_for  # noqa: E402
 from lstmgen.optim import lr_at  # noqa: E402
 from lstmgen.text import BatchStream, Vocab, read_text, split  # noqa: E402
-from lstmgen.training import eval_rows  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 NANOGPT_REPORTED = 1.88  # nanoGPT README: shakespeare_char on CPU, ~3 minutes, val loss ≈ 1.88
+EVAL_ROWS = network_for(ModelConfig(vocab_size=2)).eval_rows  # a left-to-right model's rows
 MARKS_MIN = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30)
 
 
@@ -88,7 +90,7 @@ class TorchLM:
 
 def torch_eval(torch, lm, val_ids: np.ndarray, B: int, T: int) -> float:
     """lstmgen's validation: the held-out tail in B rows, each from a zero state, chunks of T."""
-    x, y = (torch.from_numpy(a.astype(np.int64)) for a in eval_rows(val_ids, B, T))
+    x, y = (torch.from_numpy(a.astype(np.int64)) for a in EVAL_ROWS(val_ids, B, T))
     per_row = x.shape[1]
     lm.train(False)
     total, n, state = 0.0, 0, None

@@ -119,7 +119,7 @@ def main():
         cell, L, H, E = CONFIGS[name]
         model = sharpened_model(name, args.sharpen)
         text = "".join(generate(model, VOCAB, 400, prime="A", rng=np.random.default_rng(1)))
-        logits, _ = model.logits(VOCAB.encode(text)[None], model.zero_state(1))
+        logits, _ = model.network.logits(model.params, VOCAB.encode(text)[None], model.zero_state(1))
         p = np.exp(logits[0] - logits[0].max(-1, keepdims=True))
         print(f"config {name}: mean top-1 probability of the next character {np.mean(p.max(-1) / p.sum(-1)):.2f}")
         mods = None

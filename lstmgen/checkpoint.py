@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmgen.config import ModelConfig
 from lstmgen.errors import CheckpointError, ConfigError, DivergenceError
-from lstmgen.model import ModelConfig, param_shapes, state_layout
+from lstmgen.networks import network_for
 
 FORMAT = "lstmgen-checkpoint"
 FORMAT_VERSION = 1
@@ -78,7 +79,7 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             raise DivergenceError(f"refusing to save {path.name}: optimizer state {name} is not finite")
         arrays[f"optim.{name}"] = a
-    layout = state_layout(config_from_meta(ckpt.meta)) if ckpt.state else []
+    layout = network_for(config_from_meta(ckpt.meta)).state_layout() if ckpt.state else []
     for k, parts in enumerate(ckpt.state or []):
         for (part, _), a in zip(layout[k], parts):
             arrays[f"state.l{k}.{part}"] = a
@@ -187,12 +188,13 @@ def _validate(path: Path, arrays: dict[str, np.ndarray]) -> Checkpoint:
         raise bad("vocab repeats characters")
     try:
         cfg = config_from_meta(meta)
+        network = network_for(cfg)
     except (KeyError, TypeError, ValueError) as e:
         raise bad(f"model configuration is incomplete ({e})") from e
     except ConfigError as e:
         raise bad(str(e)) from e
     params = {}
-    for name, shape in param_shapes(cfg).items():
+    for name, shape in network.param_shapes().items():
         if name not in arrays:
             raise bad(f"missing parameter {name}")
         a = arrays.pop(name)
@@ -204,7 +206,7 @@ def _validate(path: Path, arrays: dict[str, np.ndarray]) -> Checkpoint:
             raise bad(f"{name} holds non-finite values")
         params[name] = a
     optim = {k.removeprefix("optim."): arrays.pop(k) for k in list(arrays) if k.startswith("optim.")}
-    n = sum(int(np.prod(s)) for s in param_shapes(cfg).values())
+    n = network.num_params()
     for k, a in optim.items():
         if k == "t":
             if a.shape != () or a.dtype.kind not in "iu":
@@ -215,7 +217,7 @@ def _validate(path: Path, arrays: dict[str, np.ndarray]) -> Checkpoint:
     state_keys = [k for k in arrays if k.startswith("state.")]
     if state_keys:
         state = []
-        for layer, layout in enumerate(state_layout(cfg)):
+        for layer, layout in enumerate(network.state_layout()):
             parts = []
             for part, rows in layout:
                 key = f"state.l{layer}.{part}"

@@ -1,5 +1,5 @@
-"""Filling in masked characters: from both sides with a bidirectional model (``cloze.fill``), from
-the left with a left-to-right one. What ``lstmgen fill`` prints and ``Model.fill`` returns."""
+"""Filling in masked characters: from both sides with a bidirectional model, from the left with a
+left-to-right one (each kind's ``Network.fill``). What ``lstmgen fill`` prints and ``Model.fill`` returns."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmgen import cloze
 from lstmgen.errors import ConfigError, VocabError
 from lstmgen.generate import Sampler
-from lstmgen.model import CharLM, softmax
+from lstmgen.model import CharLM
 from lstmgen.text import Vocab, visible
 
 
@@ -47,29 +46,7 @@ def fill_text(model: CharLM, vocab: Vocab, text: str, mask: str = "_", *, temper
     def choose(p: np.ndarray) -> int:
         return int(np.argmax(p)) if sampler.temperature == 0 else sampler(np.log(np.maximum(p, 1e-300)))
 
-    both_sides = model.cfg.direction == "bi"
-    if both_sides:
-        filled, done = cloze.fill(model, ids, masked, choose)
-    else:
-        filled, done = _fill_left_to_right(model, ids, masked, choose, start=vocab.start_id)
+    filled, done = model.network.fill(model.params, ids, masked, choose, vocab.start_id)
     return Filled(vocab.decode(filled), [(t, vocab.chars[c], p) for t, c, p in sorted(done, key=lambda d: d[0])],
-                  from_left_only=not both_sides)
+                  from_left_only=not model.network.both_sides)
 
-
-def _fill_left_to_right(model: CharLM, ids: np.ndarray, masked: np.ndarray, choose, start: int):
-    """A forward model: read left to right, choosing each masked character from the text before it
-    (a mask at the very start: the model's guess after ``start``, a newline, as ``sample`` begins)."""
-    ids = ids.copy()
-    done = []
-    stepper = model.stepper(1)
-    logits = None
-    for t in range(len(ids)):
-        if masked[t]:
-            if logits is None:  # nothing on the left: the model's guess after a newline
-                logits = stepper.step(start).copy()
-                stepper.reset()
-            p = softmax(logits[0].astype(np.float64)[:, None])[:, 0]  # (V,)
-            ids[t] = choose(p)
-            done.append((t, int(ids[t]), p))
-        logits = stepper.step(int(ids[t])).copy()
-    return ids, done

@@ -269,9 +269,7 @@ def sample_pieces(model: CharLM, vocab: Vocab, length: int, *, num_samples: int 
     check_options(temperature, top_k, top_p)  # (a top-p of 0 included)
     if length < 0 or num_samples < 1:
         raise ConfigError(f"--length must be ≥ 0 and --num-samples ≥ 1, got {length} and {num_samples}")
-    if model.cfg.direction == "bi":
-        raise ConfigError("a bidirectional (cloze) model predicts a character from both sides and cannot "
-                          "generate left to right; fill in masked text with: lstmgen fill CKPT 'th_ c_t'")
+    model.stepper(1)  # a model that cannot generate left to right (a cloze model) refuses here
     vocab.encode(prime, "prime text")  # unknown characters: an error naming them, before any output
     return _pieces(model, vocab, length, num_samples, prime, dict(temperature=temperature, top_k=top_k,
                                                                   top_p=top_p, stop=stop), seed)

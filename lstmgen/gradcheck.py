@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmgen.model import CharLM, state_layout
+from lstmgen.model import CharLM
 
 EPS = 1e-6
 FLOOR = 1e-3
@@ -60,17 +60,15 @@ def check(model: CharLM, x: np.ndarray, y: np.ndarray, state, w_final, samples: 
     ``samples``: at most this many elements per tensor (chosen at random); None checks all.
     """
     rng = rng or np.random.default_rng(0)
-    # a bidirectional model predicts x itself from both sides (no right context beyond x)
-    loss_and_grads = ((lambda s, **kw: model.cloze_loss_and_grads(x, None, s, **kw)) if model.cfg.direction == "bi"
-                      else (lambda s, **kw: model.loss_and_grads(x, y, s, **kw)))
-    _, grads, _, dstate0 = loss_and_grads(state, dstate=w_final)
+    x, y = model.network.exact_batch(x, y)  # what the loss reads: nothing else, so nothing unchecked
+    _, grads, _, dstate0 = model.loss_and_grads(x, y, state, dstate=w_final)
 
     def objective() -> float:
-        loss, _, final, _ = loss_and_grads(state)
+        loss, _, final, _ = model.loss_and_grads(x, y, state)
         return loss + sum(float(np.sum(w * s)) for ws, ss in zip(w_final, final) for w, s in zip(ws, ss))
 
     targets = [(name, p, grads[name]) for name, p in model.params.items()]
-    for k, (layer, parts) in enumerate(zip(state, state_layout(model.cfg))):  # named as checkpoints name them
+    for k, (layer, parts) in enumerate(zip(state, model.network.state_layout())):  # named as checkpoints name them
         for j, (s, (part, _)) in enumerate(zip(layer, parts)):
             targets.append((f"initial state l{k}.{part}", s, dstate0[k][j]))
     results = []

@@ -30,7 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from lstmgen.errors import CorpusError
-from lstmgen.model import CharLM, backward, forward, softmax, stack_backward, stack_forward, state_layout, zero_state
+from lstmgen.model import CharLM
+from lstmgen.networks.layers import stack_backward, stack_forward
+from lstmgen.networks.losses import softmax
 
 ROWS = 256  # windows per backward pass (memory: G·H · W · ROWS values per layer)
 PAGE_DISTANCE = 50  # how far back (and ahead) the explorer page shows a guess's influence
@@ -67,7 +69,7 @@ def report(model: CharLM, ids: np.ndarray, max_distance: int = 50, checkpoint: s
     if len(ids) < 2:
         raise CorpusError(f"the text needs at least 2 characters, it has {len(ids)}")
     found = influence(model, ids, max_distance)
-    bi = model.cfg.direction == "bi"
+    bi = model.network.both_sides
     left = found.curve("left")
     entry = {"checkpoint": checkpoint, "model": model.cfg.summary(), "chars": len(ids),
              "influence": _numbers(left), "span": span(left, 1 if bi else 0)}
@@ -90,7 +92,7 @@ def influence(model: CharLM, ids: np.ndarray, max_distance: int = 50, warmup: in
     ``on_rows(n)`` reports progress in guesses."""
     ids = np.asarray(ids, dtype=np.int64)
     report_ = on_rows or (lambda n: None)
-    if model.cfg.direction == "bi":
+    if model.network.both_sides:  # left and right influence, through the two stacks
         found = _bidirectional(model, ids, max_distance, report_)
         return Influence(found.left[warmup:], found.right[warmup:])
     return Influence(_forward_lm(model, ids, max_distance, report_)[warmup:])
@@ -99,14 +101,14 @@ def influence(model: CharLM, ids: np.ndarray, max_distance: int = 50, warmup: in
 # ---------------------------------------------------------------------- a left-to-right model
 def _states_after(model: CharLM, ids: np.ndarray) -> list[list[np.ndarray]]:
     """Per layer and state part, (N, rows) arrays: the state right after reading x_s, from one pass."""
-    layers, probs, _ = model.trace(ids)
-    return [[probs if part == "y" else layers[k][part] for part, _ in parts]
-            for k, parts in enumerate(state_layout(model.cfg))]
+    traced = model.trace(ids, chunk=None)
+    return [[traced.probs if part == "y" else traced.layers[k][part] for part, _ in parts]
+            for k, parts in enumerate(model.network.state_layout())]
 
 
 def _window_state(model: CharLM, after: list[list[np.ndarray]], starts: np.ndarray):
     """The state before each window (columns: rows), zero where the window starts the text."""
-    state = zero_state(model.cfg, len(starts))
+    state = model.zero_state(len(starts))
     for k, parts in enumerate(after):
         for j, a in enumerate(parts):
             have = starts > 0
@@ -115,7 +117,7 @@ def _window_state(model: CharLM, after: list[list[np.ndarray]], starts: np.ndarr
 
 
 def _forward_lm(model: CharLM, ids: np.ndarray, D: int, on_rows) -> np.ndarray:
-    cfg, params = model.cfg, model.params
+    params, net = model.params, model.network
     N = len(ids)
     out = np.full((max(N - 1, 0), D + 1), np.nan)
     if N < 2:
@@ -130,13 +132,13 @@ def _forward_lm(model: CharLM, ids: np.ndarray, D: int, on_rows) -> np.ndarray:
         pos = targets - starts  # where the loss is, in each window
         x = ids[starts[:, None] + np.arange(W)[None, :]]  # (B, W)
         B = len(targets)
-        logits, _, cache = forward(cfg, params, x, _window_state(model, after, starts), None)
+        logits, _, cache = net.forward(params, x, _window_state(model, after, starts), None)
         cols = pos * B + np.arange(B)
         dlogits = np.zeros_like(logits)
         dlogits[:, cols] = softmax(logits[:, cols].astype(np.float64)).astype(logits.dtype)
         dlogits[ids[targets + 1], cols] -= 1.0  # d(−ln p(x_{t+1})) / d logits
         d_input: list = []
-        backward(cfg, params, dlogits, cache, grads, None, d_input=d_input)
+        net.backward(params, dlogits, cache, grads, None, d_input=d_input)
         norms = _embedding_norms(w_ih, d_input[0], W, B)  # (W, B)
         for b in range(B):
             p = pos[b]
@@ -156,7 +158,8 @@ def _embedding_norms(w_ih: np.ndarray, d_flat: np.ndarray, W: int, B: int) -> np
 def _bidirectional(model: CharLM, ids: np.ndarray, D: int, on_rows) -> Influence:
     cfg, params = model.cfg, model.params
     N, H = len(ids), cfg.hidden
-    fwd, bwd, probs = model.trace_bi(ids)  # per layer (N, H) quantities; cloze probs (N, V)
+    traced = model.trace(ids)  # per layer (N, H) quantities of both stacks; cloze probs (N, V)
+    fwd, bwd, probs = traced.layers, traced.reverse, traced.probs
     dz = probs.astype(np.float64).copy()
     dz[np.arange(N), ids] -= 1.0  # d(−ln p(x_t)) / d logits_t, (N, V)
     dec = params["decoder.weight"].astype(np.float64)
@@ -178,7 +181,7 @@ def _stack_side(model: CharLM, ids: np.ndarray, layers: list[dict], dtop: np.nda
     if N < 2 or D < 1:
         return out
     W = min(D, N - 1)
-    parts = [[layers[k][part] for part, _ in p] for k, p in enumerate(state_layout(cfg))]
+    parts = [[layers[k][part] for part, _ in p] for k, p in enumerate(model.network.state_layout())]
     w_ih = params[f"rnn.weight_ih_l0{sfx}"]
     for lo in range(1, N, ROWS):
         targets = np.arange(lo, min(N, lo + ROWS))  # t ≥ 1: something on this side

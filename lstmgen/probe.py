@@ -17,26 +17,28 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmgen.cells import CELLS
+from lstmgen.config import ModelConfig
 from lstmgen.corpus import corpus_label, held_out_text
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.generate import generate
-from lstmgen.model import CharLM, ModelConfig
+from lstmgen.model import CharLM
+from lstmgen.networks import network_for
 from lstmgen.text import Vocab
 
-# read from the cell table (cells.CELLS); the Jordan network's layers show h, as an Elman layer's
-QUANTITIES = {name: spec.quantities for name, spec in CELLS.items()} | {"jordan": CELLS["rnn"].quantities}
-GATE_BLOCKS = {name: spec.gate_blocks for name, spec in CELLS.items()} | {"jordan": CELLS["rnn"].gate_blocks}
 SIGMOID = frozenset("ifozr")  # values in (0, 1); g, n, h in (−1, 1); c unbounded
-# the gate that keeps the state when it is near 1: an "integrator" unit keeps it there
-KEEP_GATE = {name: spec.keep_gate for name, spec in CELLS.items() if spec.keep_gate}
 RANK_BY = ("variance", "saturation", "mean")
 PROBES = ("quotes", "brackets", "line-position", "indent")
 LEFT, RIGHT = 0.1, 0.9
 
 
-def quantities(cell: str) -> tuple[str, ...]:
-    return QUANTITIES[cell]
+def quantities(cfg: ModelConfig) -> tuple[str, ...]:
+    """What a trace of this model reports per layer, from its layers' cell table (``CellSpec``)."""
+    return network_for(cfg).spec.quantities
+
+
+def keep_gate(cfg: ModelConfig) -> str | None:
+    """The gate that keeps the state when it is near 1 (an "integrator" unit keeps it there), if any."""
+    return network_for(cfg).spec.keep_gate
 
 
 # ---------------------------------------------------------------------- tracing
@@ -54,6 +56,7 @@ class Trace:
     warmup: str = ""
     direction: str = "fwd"  # "bi": probs row t is the cloze distribution of character t itself
     reverse: list[dict[str, np.ndarray]] | None = None  # bi: the backward stack, row t after reading t ← right
+    both_sides: bool = False  # the guess in row t is for x_t from both sides (a cloze model), not x_{t+1}
 
     @property
     def T(self) -> int:
@@ -65,14 +68,14 @@ class Trace:
 
     def target(self, t: int) -> int | None:
         """The character row t's guesses are for: the next one (None at the end); for bi, x_t itself."""
-        if self.direction == "bi":
+        if self.both_sides:
             return int(self.ids[t])
         return int(self.ids[t + 1]) if t + 1 < self.T else None
 
     def surprisal_bits(self) -> np.ndarray:
         """(T,) −log2 p(x_{t+1} | x_≤t); NaN for the last character (nothing follows it). For a
         bidirectional model −log2 p(x_t | x_<t, x_>t) of every character."""
-        if self.direction == "bi":
+        if self.both_sides:
             p = self.probs[np.arange(self.T), self.ids].astype(np.float64)
             return -np.log2(np.maximum(p, 1e-300))
         s = np.full(self.T, np.nan)
@@ -98,31 +101,10 @@ def trace_text(model: CharLM, vocab: Vocab, text: str, warmup: str = "", chunk: 
     pass); ``on_chunk(n)`` reports progress in characters.
     """
     ids = vocab.encode(text, "inspected text")
-    if model.cfg.direction == "bi":  # both stacks over warm-up + text in one pass each; the warm-up rows dropped
-        w = len(warmup)
-        full = np.concatenate([vocab.encode(warmup, "warm-up text"), ids]) if warmup else ids
-        fwd, bwd, probs = model.trace_bi(full)
-        if on_chunk is not None:
-            on_chunk(len(ids))
-        cut = lambda layers: [{q: np.ascontiguousarray(a[w:]) for q, a in lay.items()} for lay in layers]  # noqa: E731
-        return Trace(text=text, ids=ids, cell=model.cfg.cell, layers=cut(fwd), probs=probs[w:], warmup=warmup,
-                     direction="bi", reverse=cut(bwd))
-    state = model.zero_state(1)
-    if warmup:
-        w = vocab.encode(warmup, "warm-up text")
-        for s in range(0, len(w), chunk):
-            _, state = model.logits(w[None, s : s + chunk], state)
-    parts, probs = [], []
-    for s in range(0, len(ids), chunk):
-        layers, p, state = model.trace(ids[s : s + chunk], state)
-        parts.append(layers)
-        probs.append(p)
-        if on_chunk is not None:
-            on_chunk(min(chunk, len(ids) - s))
-    names = quantities(model.cfg.cell)
-    layers = [{q: np.concatenate([part[k][q] for part in parts]) for q in names} for k in range(model.cfg.layers)]
-    return Trace(text=text, ids=ids, cell=model.cfg.cell, layers=layers, probs=np.concatenate(probs),
-                 warmup=warmup)
+    w = vocab.encode(warmup, "warm-up text") if warmup else np.zeros(0, dtype=np.int64)
+    traced = model.trace(ids, w, chunk, on_chunk)
+    return Trace(text=text, ids=ids, cell=model.cfg.cell, layers=traced.layers, probs=traced.probs, warmup=warmup,
+                 direction=model.cfg.direction, reverse=traced.reverse, both_sides=model.network.both_sides)
 
 
 # ---------------------------------------------------------------------- statistics
@@ -394,12 +376,14 @@ def param_summary(cfg: ModelConfig, params: dict[str, np.ndarray]) -> list[Param
     """Every tensor, and for stacked gate tensors every gate block (rows of W_i, W_f, …)."""
     rows = []
     H = cfg.hidden
-    blocks = GATE_BLOCKS[cfg.cell]
+    spec = network_for(cfg).spec
+    blocks = spec.gate_blocks
     for name, a in params.items():
         rows.append(_row(name, a))
         kind = "W" if ".weight_" in name else "b"
-        if "peep" in name:
-            rows.extend(_row(f"{name} p_{g}", a[b], block=True) for b, g in enumerate("ifo"))
+        extra = next((rows_ for key, rows_ in spec.extra.items() if f".{key}_l" in name), None)
+        if extra is not None:  # a cell's own per-unit parameters (the peepholes p_i, p_f, p_o)
+            rows.extend(_row(f"{name} p_{g}", a[b], block=True) for b, g in enumerate(extra))
         elif name.startswith("rnn.") and len(blocks) > 1:
             rows.extend(_row(f"{name} {kind}_{g}", a[b * H : (b + 1) * H], block=True) for b, g in enumerate(blocks))
     return rows
@@ -477,8 +461,10 @@ def default_text(meta: dict, model: CharLM, vocab: Vocab, n_chars: int = 2000) -
         where = "validation tail" if val_frac > 0 else "start"
         return text, (f"the {where} of {label} (from character {start:,}"
                       + (f", in {file})" if label != file else ")"))
-    if model.cfg.direction == "bi":  # it predicts from both sides: it cannot write a text of its own to read
+    try:
+        model.stepper(1)
+    except ConfigError:  # it cannot write a text of its own to read (a bidirectional model)
         raise CorpusError("the training corpus is not at hand and a bidirectional model cannot generate a text "
-                          "to read: give one with --text or --file")
+                          "to read: give one with --text or --file") from None
     text = "".join(generate(model, vocab, n_chars, temperature=0.8, rng=np.random.default_rng(0)))
     return text, "a sample of the model (seed 0, temperature 0.8): the training corpus is not at hand"

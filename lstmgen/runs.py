@@ -17,7 +17,7 @@ import numpy as np
 from lstmgen.checkpoint import config_from_meta
 from lstmgen.corpus import corpus_label
 from lstmgen.errors import LstmgenError
-from lstmgen.model import param_shapes
+from lstmgen.networks import network_for
 
 LN2 = math.log(2)
 
@@ -120,7 +120,7 @@ def summarise(run: Path) -> RunSummary:
     tr = meta.get("train", {})
     s.cell, s.layers, s.hidden, s.model = cfg.cell, cfg.layers, cfg.hidden, cfg.summary()
     s.direction = meta.get("model", {}).get("direction", "fwd")
-    s.params = sum(math.prod(shape) for shape in param_shapes(cfg).values())
+    s.params = network_for(cfg).num_params()
     s.step, s.epoch = tr.get("step", s.step), tr.get("epoch", s.epoch)
     s.workers = tr.get("workers")
     best = tr.get("best_val_loss")

@@ -7,7 +7,7 @@ import math
 from lstmgen.errors import CorpusError
 from lstmgen.model import CharLM
 from lstmgen.text import Vocab
-from lstmgen.training import evaluate_ids
+from lstmgen.training.evaluation import evaluate_ids
 
 LN2 = math.log(2)
 

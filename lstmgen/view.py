@@ -22,7 +22,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from lstmgen.probe import KEEP_GATE, SIGMOID, ParamRow, ProbeResult, Saturation, Trace, histogram
+from lstmgen.probe import SIGMOID, ParamRow, ProbeResult, Saturation, Trace, histogram
 from lstmgen.terminal import shown as shown_text
 from lstmgen.terminal import shown_char
 
@@ -73,7 +73,7 @@ def gate_table(trace: Trace, chars: str, layer: int, quantities: list[str], unit
     for q in quantities:
         table.add_column(q if units is None or len(units) == 1 else f"{q} ({len(units)})", justify="right",
                          no_wrap=True)
-    table.add_column("cloze" if trace.direction == "bi" else "next", justify="center", no_wrap=True)
+    table.add_column("cloze" if trace.both_sides else "next", justify="center", no_wrap=True)
     table.add_column(f"top {top_k} guesses" if top_k > 1 else "guess", no_wrap=True)
     table.add_column("bits", justify="right", no_wrap=True)
     top_ids, top_p = trace.top_predictions(top_k)
@@ -173,9 +173,8 @@ def bars(counts: np.ndarray) -> str:
     return "".join(BARS[max(1, int(round(c / top * (len(BARS) - 1))))] if c else "·" for c in counts)
 
 
-def saturation_table(sats: list[Saturation], cell: str, n_chars: int) -> Group:
+def saturation_table(sats: list[Saturation], keep: str | None, n_chars: int) -> Group:
     """Per layer and sigmoid gate: mean saturated fractions, histograms over units, integrators."""
-    keep = KEEP_GATE.get(cell)
     table = Table(title=f"gate saturation over {n_chars:,} characters", title_justify="left", header_style="bold",
                   box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
     for name, just in [("layer", "right"), ("gate", "left"), ("% < 0.1", "right"), ("% > 0.9", "right"),

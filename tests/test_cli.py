@@ -116,9 +116,10 @@ def test_max_time_cosine_ends_with_the_time_budget(corpus, tmp_path, monkeypatch
     """With --max-time the cosine decay follows the clock: half the budget gone → halfway down,
     all gone → min lr; a resumed run continues from where the schedule stood."""
     from lstmgen import training as train_mod
+    from lstmgen.training import loop as train_loop
 
     clock = [1000.0]
-    monkeypatch.setattr(train_mod.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(train_loop.time, "monotonic", lambda: clock[0])
     opts = train_mod.TrainOptions(hidden=8, embed=4, layers=1, batch_size=2, seq_len=8, warmup=0,
                                   epochs=1000, max_time=100.0, eval_every=10**6)
     tr = train_mod.new_trainer(corpus, tmp_path / "run", opts)

@@ -8,13 +8,18 @@ import pytest
 from conftest import numeric_grad
 from typer.testing import CliRunner
 
-from lstmgen import cloze
+from lstmgen.cells import CELLS
 from lstmgen.cli import app
-from lstmgen.model import CELLS, CharLM, ModelConfig
+from lstmgen.model import CharLM, ModelConfig
 from lstmgen.synthetic import structured
 
 runner = CliRunner()
 B, T, E, H, V, L = 2, 3, 4, 5, 7, 2
+
+
+def _both(traced):
+    """A bidirectional trace as (forward stack's layers, backward stack's layers, cloze probs)."""
+    return traced.layers, traced.reverse, traced.probs
 
 
 def cli(*args):
@@ -36,11 +41,11 @@ def test_gradients_match_central_differences(cell, dropout, V_):
 
     def f():
         r = np.random.default_rng(5) if dropout else None
-        loss, _, final, _ = m.cloze_loss_and_grads(x, None, state, rng=r)
+        loss, _, final, _ = m.loss_and_grads(x, None, state, rng=r)
         return loss + sum(float(np.sum(a * b)) for ws, ss in zip(w, final) for a, b in zip(ws, ss))
 
     r = np.random.default_rng(5) if dropout else None
-    _, grads, _, dstate0 = m.cloze_loss_and_grads(x, None, state, rng=r, dstate=w)
+    _, grads, _, dstate0 = m.loss_and_grads(x, None, state, rng=r, dstate=w)
     assert any(name.endswith("_reverse") for name in grads)
     for name, p in m.params.items():
         num = numeric_grad(f, p)
@@ -50,8 +55,8 @@ def test_gradients_match_central_differences(cell, dropout, V_):
         for j, s in enumerate(layer):
             np.testing.assert_allclose(dstate0[k][j], numeric_grad(f, s), rtol=1e-5, atol=1e-8)
     # with a right context the backward stack starts from its warm-up instead of zeros
-    a, *_ = m.cloze_loss_and_grads(x, right, state)
-    b, *_ = m.cloze_loss_and_grads(x, None, state)
+    a, *_ = m.loss_and_grads(x, right, state)
+    b, *_ = m.loss_and_grads(x, None, state)
     assert a != b
 
 
@@ -59,8 +64,8 @@ def test_chunk_loss_equals_the_whole_row_loss_without_context():
     """One chunk with no right context and a zero state is exactly the whole-row (eval) definition."""
     m = CharLM(ModelConfig(vocab_size=V, hidden=H, embed=E, layers=L, dtype="float64", direction="bi"), seed=1)
     x = np.random.default_rng(2).integers(0, V, (3, 9))
-    loss, *_ = m.cloze_loss_and_grads(x, None, m.zero_state(3))
-    assert m.cloze_sum_loss(x) / x.size == pytest.approx(loss, rel=1e-12)
+    loss, *_ = m.loss_and_grads(x, None, m.zero_state(3))
+    assert m.sum_losses(x, x)[0] / x.size == pytest.approx(loss, rel=1e-12)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -69,7 +74,7 @@ def test_each_direction_agrees_with_pytorch(cell):
     cfg = ModelConfig(vocab_size=V, cell=cell, layers=L, hidden=H, embed=E, dtype="float64", direction="bi")
     m = CharLM(cfg, seed=7)
     ids = np.random.default_rng(3).integers(0, V, 11)
-    fwd, bwd, probs = m.trace_bi(ids)
+    fwd, bwd, probs = _both(m.trace(ids))
     cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
     P = {k: torch.from_numpy(v.copy()) for k, v in m.params.items()}
     emb = P["embedding.weight"][torch.from_numpy(ids)][:, None, :]  # (T, 1, E)
@@ -93,7 +98,7 @@ def test_each_direction_agrees_with_pytorch(cell):
         logits = dec_in @ one.params["decoder.weight"].T + one.params["decoder.bias"]
         want = np.exp(logits - logits.max(1, keepdims=True))
         want /= want.sum(1, keepdims=True)
-        np.testing.assert_allclose(one.trace_bi(ids)[2], want, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(_both(one.trace(ids))[2], want, rtol=1e-10, atol=1e-13)
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +186,7 @@ def test_workers_give_the_same_bidirectional_math(tmp_path):
 
 def test_jordan_cannot_be_bidirectional():
     with pytest.raises(Exception, match="Jordan"):
-        ModelConfig(vocab_size=5, cell="jordan", direction="bi")
+        CharLM(ModelConfig(vocab_size=5, cell="jordan", direction="bi"))  # the network kind refuses it
     r = cli("train", "--cell", "jordan", "--direction", "bi")
     assert r.exit_code == 2
 
@@ -190,7 +195,7 @@ def test_fill_reads_unfilled_masks_as_the_current_guess():
     m = CharLM(ModelConfig(vocab_size=4, hidden=6, embed=3, layers=1, dtype="float64", direction="bi"), seed=2)
     ids = np.array([0, 1, 2, 3, 0, 1])
     masked = np.array([False, True, False, True, False, False])
-    filled, done = cloze.fill(m, ids, masked, lambda p: int(np.argmax(p)))
+    filled, done = m.network.fill(m.params, ids, masked, lambda p: int(np.argmax(p)), 0)
     assert sorted(t for t, _, _ in done) == [1, 3]
     assert all(filled[t] == ids[t] for t in range(6) if not masked[t])
 
@@ -203,6 +208,6 @@ def test_one_pass_over_a_long_text_is_not_worse_than_short_windows(trained):
     ck = ckpt_io.load(trained / "bi")
     m = CharLM(ck.config, params=ck.params)
     ids = Vocab(ck.meta["vocab"]).encode((trained / "held.txt").read_text(encoding="utf-8"))
-    whole = m.cloze_sum_loss(ids[None, :]) / len(ids)
+    whole = m.sum_losses(ids[None, :], ids[None, :])[0] / len(ids)
     rows = ids[: len(ids) // 48 * 48].reshape(-1, 48)  # windows as long as a training chunk
-    assert whole <= m.cloze_sum_loss(rows) / rows.size + 0.01
+    assert whole <= m.sum_losses(rows, rows)[0] / rows.size + 0.01

@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import lstmgen.model as model_mod
 from lstmgen.cli import app
+from lstmgen.networks.forward import ForwardLM
 
 runner = CliRunner()
 
@@ -41,14 +41,14 @@ def test_passes_on_bidirectional_models(cell):
 
 
 def test_fails_and_names_the_tensor_when_backward_is_broken(monkeypatch):
-    real = model_mod.backward
+    real = ForwardLM.backward
 
-    def broken(cfg, params, dlogits, cache, grads, dstate=None):
-        out = real(cfg, params, dlogits, cache, grads, dstate)
+    def broken(self, params, dlogits, cache, grads, dstate=None, d_input=None):
+        out = real(self, params, dlogits, cache, grads, dstate, d_input)
         grads["rnn.weight_hh_l1"][0, 0] *= 1.01  # one element off by 1 %
         return out
 
-    monkeypatch.setattr(model_mod, "backward", broken)
+    monkeypatch.setattr(ForwardLM, "backward", broken)
     r = gradcheck("--json")
     assert r.exit_code == 1
     doc = json.loads(r.stdout)

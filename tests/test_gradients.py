@@ -5,7 +5,8 @@ import pytest
 from conftest import numeric_grad
 
 from lstmgen.cells import CELLS
-from lstmgen.model import CharLM, ModelConfig, _lookup
+from lstmgen.model import CharLM, ModelConfig
+from lstmgen.networks.layers import lookup
 
 B, T, E, H, V, L = 2, 3, 4, 5, 7, 2
 # layer 0's input projection is a table lookup for small vocabularies and an embedding GEMM
@@ -39,7 +40,7 @@ def _objective(model, x, y, state, w_final, dropout_seed):
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_model_gradients_match_numeric(cell, dropout, path):
     model, x, y, state, w_final = _setup(cell, dropout, VOCABS[path])
-    assert _lookup(model.cfg, B * T) == (path == "lookup")
+    assert lookup(model.cfg.vocab_size, B * T) == (path == "lookup")
     rng = np.random.default_rng(5) if dropout else None
     _, grads, _, dstate0 = model.loss_and_grads(x, y, state, rng=rng, dstate=w_final)
 

@@ -14,6 +14,7 @@ from lstmgen import checkpoint as ckpt_io
 from lstmgen import probe
 from lstmgen.cli import app
 from lstmgen.model import CELL_TYPES, CharLM, ModelConfig
+from lstmgen.networks import network_for
 from lstmgen.synthetic import structured
 from lstmgen.text import Vocab
 from lstmgen.training import TrainOptions, new_trainer
@@ -50,7 +51,7 @@ def naive_trace(P: dict, cell: str, ids) -> tuple[list[dict], np.ndarray]:
     """One character and one layer at a time, written straight from the equations."""
     hs = [np.zeros(H) for _ in range(L)]
     cs = [np.zeros(H) for _ in range(L)]
-    rec = [{q: [] for q in probe.quantities(cell)} for _ in range(L)]
+    rec = [{q: [] for q in probe.quantities(ModelConfig(vocab_size=5, cell=cell))} for _ in range(L)]
     probs = []
     y = np.zeros(P["decoder.weight"].shape[0])  # jordan: the previous output, fed back
     for t in ids:
@@ -111,7 +112,7 @@ def test_export_equals_naive_recomputation(tmp_path, cell):
     r = run("inspect", ck, "--text", TEXT, "--export", out)
     assert r.exit_code == 0, r.output
     z = np.load(out, allow_pickle=False)
-    names = probe.quantities(cell)
+    names = probe.quantities(ModelConfig(vocab_size=5, cell=cell))
     assert set(z.files) == {"text", "probs"} | {f"layer{k}.{q}" for k in range(L) for q in names}
     assert z["text"].shape == () and z["text"].dtype.kind == "U" and str(z["text"]) == TEXT
     P = {k: v for k, v in np.load(ck, allow_pickle=False).items() if not k.startswith("meta")}
@@ -160,7 +161,7 @@ def test_table_output_has_the_text_and_gate_names(tmp_path, cell):
             columns=200)
     assert r.exit_code == 0, r.output
     o = r.output
-    for q in probe.quantities(cell):
+    for q in probe.quantities(ModelConfig(vocab_size=5, cell=cell)):
         assert f" {q} " in o or f" {q} (2)" in o
     for word in ("quoted", "top 3 guesses", "bits", "parameters", "embedding.weight", "decoder.bias",
                  "--probe quotes", "chance"):
@@ -168,7 +169,7 @@ def test_table_output_has_the_text_and_gate_names(tmp_path, cell):
     assert "␣" in o and "↵" in o  # the text shown visibly in the table
     if cell not in ("rnn", "jordan"):  # (no sigmoid gates to saturate)
         assert "gate saturation" in o and "integrators" in o
-    blocks = probe.GATE_BLOCKS[cell]
+    blocks = network_for(ModelConfig(vocab_size=5, cell=cell)).spec.gate_blocks
     if len(blocks) > 1:
         assert all(f"W_{g}" in o for g in blocks)
     if cell == "peephole":

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import lstmgen.model as M
+import lstmgen.networks.jordan as jordan_mod
+import lstmgen.networks.layers as layers_mod
 from lstmgen import checkpoint as ckpt_io
 from lstmgen.cli import app
 from lstmgen.memory import influence, span
-from lstmgen.model import CharLM, ModelConfig, backward, forward, softmax, zero_state
+from lstmgen.model import CharLM, ModelConfig
+from lstmgen.networks.losses import softmax
 
 runner = CliRunner()
 KINDS = [(c, "fwd") for c in ("lstm", "gru", "rnn", "peephole", "cifg", "jordan")] + \
@@ -23,17 +25,18 @@ KINDS = [(c, "fwd") for c in ("lstm", "gru", "rnn", "peephole", "cifg", "jordan"
 def ln_p(model: CharLM, ids: np.ndarray, t: int) -> float:
     """ln p of the character predicted at t: x_{t+1} after x_≤t, or (bidirectional) x_t from both sides."""
     if model.cfg.direction == "bi":
-        return float(np.log(model.trace_bi(ids)[2][t, ids[t]]))
-    return float(np.log(model.trace(ids)[1][t, ids[t + 1]]))
+        return float(np.log(model.trace(ids).probs[t, ids[t]]))
+    return float(np.log(model.trace(ids).probs[t, ids[t + 1]]))
 
 
 def numeric(model: CharLM, ids: np.ndarray, t: int, s: int, eps: float = 1e-6) -> float:
     """‖∂ ln p / ∂ e_s‖ by central differences: position s's embedded character moved, nothing else."""
-    real = M._layer0_input
+    real = layers_mod.layer0_input
+    users = (layers_mod, jordan_mod)  # the modules that call it
 
     def moved(delta):
-        def layer0_input(cfg, params, x, sfx):
-            xp, inp = real(cfg, params, x, sfx)
+        def layer0_input(params, x, bias, sfx=""):
+            xp, inp = real(params, x, bias, sfx)
             pos = s if sfx == "" else x.shape[0] - 1 - s  # the backward stack reads the text reversed
             xp = xp.copy()
             xp[:, pos, :] += (params[f"rnn.weight_ih_l0{sfx}"] @ delta)[:, None]  # W_ih (e_s + δ) + b
@@ -46,11 +49,13 @@ def numeric(model: CharLM, ids: np.ndarray, t: int, s: int, eps: float = 1e-6) -
         for sign in (1.0, -1.0):
             delta = np.zeros(len(g))
             delta[i] = sign * eps
-            M._layer0_input = moved(delta)
+            for mod in users:
+                mod.layer0_input = moved(delta)
             try:
                 sides.append(ln_p(model, ids, t))
             finally:
-                M._layer0_input = real
+                for mod in users:
+                    mod.layer0_input = real
         g[i] = (sides[0] - sides[1]) / (2 * eps)
     return float(np.linalg.norm(g))
 
@@ -84,12 +89,12 @@ def test_the_windows_equal_one_backward_pass_per_prediction(cell):
     found = influence(model, ids, max_distance=D)
     _, grads = model.new_grads()
     for t in range(len(ids) - 1):
-        logits, _, cache = forward(model.cfg, model.params, ids[None, : t + 1], zero_state(model.cfg, 1))
+        logits, _, cache = model.network.forward(model.params, ids[None, : t + 1], model.zero_state(1))
         dlogits = np.zeros_like(logits)
         dlogits[:, t] = softmax(logits[:, t : t + 1])[:, 0]
         dlogits[ids[t + 1], t] -= 1
         d_input = []
-        backward(model.cfg, model.params, dlogits, cache, grads, d_input=d_input)
+        model.network.backward(model.params, dlogits, cache, grads, d_input=d_input)
         g = model.params["rnn.weight_ih_l0"].T @ d_input[0]  # (E, t+1)
         norms = np.linalg.norm(g, axis=0)[::-1][: D + 1]  # d = 0, 1, …
         np.testing.assert_allclose(found.left[t, : len(norms)], norms, rtol=1e-9, atol=1e-15)
@@ -174,7 +179,6 @@ def test_the_command_shows_a_chart_and_a_table_and_writes_a_picture(runs, tmp_pa
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "peephole", "cifg"])
 def test_a_bidirectional_models_windows_equal_one_backward_pass_per_prediction(cell):
     """Each cloze guess alone: the whole text read by both stacks, one backward pass from that guess."""
-    from lstmgen import cloze
 
     model = CharLM(ModelConfig(vocab_size=9, cell=cell, layers=2, hidden=6, embed=4, dtype="float64",
                                direction="bi"), seed=3)
@@ -183,12 +187,12 @@ def test_a_bidirectional_models_windows_equal_one_backward_pass_per_prediction(c
     found = influence(model, ids, max_distance=D)
     _, grads = model.new_grads()
     for t in range(N):
-        logits, _, cache = cloze.forward(model.cfg, model.params, ids[None, :], None, zero_state(model.cfg, 1))
+        logits, _, cache = model.network.forward(model.params, ids[None, :], None, model.zero_state(1))
         dlogits = np.zeros_like(logits)
         dlogits[:, t] = softmax(logits[:, t : t + 1])[:, 0]
         dlogits[ids[t], t] -= 1
         d_input = []
-        cloze.backward(model.cfg, model.params, dlogits, cache, grads, d_input=d_input)
+        model.network.backward(model.params, dlogits, cache, grads, d_input=d_input)
         fwd = np.linalg.norm(model.params["rnn.weight_ih_l0"].T @ d_input[0], axis=0)  # by position
         bwd = np.linalg.norm(model.params["rnn.weight_ih_l0_reverse"].T @ d_input[1], axis=0)[::-1]
         for d in range(1, D + 1):

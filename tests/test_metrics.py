@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lstmgen import training
 from lstmgen.cli import app
 from lstmgen.synthetic import prose
+from lstmgen.training import loop as training
 
 runner = CliRunner()
 TINY = ["--hidden", "8", "--embed", "4", "--batch-size", "4", "--seq-len", "8", "--workers", "1", "--dtype", "float64"]

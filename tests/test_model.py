@@ -22,11 +22,11 @@ def test_chunked_equals_whole(cell):
     B, T = 3, 12
     x = rng.integers(0, 9, (B, T))
     y = rng.integers(0, 9, (B, T))
-    whole_logits, whole_state = m.logits(x, m.zero_state(B))
+    whole_logits, whole_state = m.network.logits(m.params, x, m.zero_state(B))
     state, parts, states_in = m.zero_state(B), [], []
     for s in range(0, T, 5):  # chunks 5, 5, 2
         states_in.append(state)
-        lg, state = m.logits(x[:, s : s + 5], state)
+        lg, state = m.network.logits(m.params, x[:, s : s + 5], state)
         parts.append(lg)
     np.testing.assert_allclose(np.concatenate(parts, axis=1), whole_logits, rtol=1e-12, atol=1e-12)
     for a, b in zip(state, whole_state):
@@ -54,7 +54,7 @@ def test_chunked_gradients_equal_whole(cell):
     states, state = [], m.zero_state(B)
     for s in starts:
         states.append(state)
-        _, state = m.logits(x[:, s : s + C], state)
+        _, state = m.network.logits(m.params, x[:, s : s + C], state)
     total = {k: np.zeros_like(v) for k, v in m.params.items()}
     dstate = None  # gradient of the *whole* objective w.r.t. this chunk's final state
     for s, st in reversed(list(zip(starts, states))):
@@ -115,7 +115,7 @@ def test_stepper_equals_whole_sequence(cell):
     m = _model(cell)
     rng = np.random.default_rng(3)
     x = rng.integers(0, 9, (2, 8))
-    whole, _ = m.logits(x, m.zero_state(2))
+    whole, _ = m.network.logits(m.params, x, m.zero_state(2))
     st = m.stepper(batch=2)
     for t in range(8):
         np.testing.assert_allclose(st.step(x[:, t]), whole[:, t], rtol=1e-12, atol=1e-12)
@@ -176,7 +176,8 @@ def _naive_trace(m, ids):
 def test_trace_equals_naive_recomputation(cell):
     m = _model(cell)
     ids = np.random.default_rng(4).integers(0, 9, 10)
-    traced, probs, _ = m.trace(ids)
+    t = m.trace(ids)
+    traced, probs = t.layers, t.probs
     naive = _naive_trace(m, ids)
     assert [set(layer) for layer in traced] == [set(layer) for layer in naive]
     for k in range(m.cfg.layers):
@@ -189,7 +190,7 @@ def test_trace_equals_naive_recomputation(cell):
 
 def test_cifg_forget_is_one_minus_input():
     m = _model("cifg")
-    traced, _, _ = m.trace(np.arange(9))
+    traced = m.trace(np.arange(9)).layers
     for layer in traced:
         assert np.array_equal(layer["f"], 1.0 - layer["i"])
 
@@ -204,8 +205,8 @@ def test_dropout_is_inverted_and_off_at_evaluation():
     m = _model("lstm", dropout=0.5)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 9, (2, 6))
-    a, _ = m.logits(x, m.zero_state(2))
-    b, _ = m.logits(x, m.zero_state(2))
+    a, _ = m.network.logits(m.params, x, m.zero_state(2))
+    b, _ = m.network.logits(m.params, x, m.zero_state(2))
     np.testing.assert_array_equal(a, b)  # no dropout without an rng
     l1, *_ = m.loss_and_grads(x, x, m.zero_state(2), rng=np.random.default_rng(1))
     l2, *_ = m.loss_and_grads(x, x, m.zero_state(2), rng=np.random.default_rng(2))
@@ -217,7 +218,7 @@ def test_sum_loss_matches_mean_loss():
     rng = np.random.default_rng(5)
     x = rng.integers(0, 9, (2, 7))
     y = rng.integers(0, 9, (2, 7))
-    s, _ = m.sum_loss(x, y, m.zero_state(2))
+    s, _ = m.network.sum_loss(m.params, x, y, m.zero_state(2))
     mean, *_ = m.loss_and_grads(x, y, m.zero_state(2))
     assert s / 14 == pytest.approx(mean, rel=1e-12)
 
@@ -259,7 +260,7 @@ def test_softmax_xent_matches_log_space_reference(spread, V, N, monkeypatch):
     """Moderate logits skip the max shift, extreme ones take it; large arrays are split into
     column spans on two threads: all exact, gradient included."""
     from lstmgen import threads
-    from lstmgen.model import softmax_xent_
+    from lstmgen.networks.losses import softmax_xent_
 
     monkeypatch.setattr(threads, "_workers", 2)
     monkeypatch.setattr(threads, "_pool", None)

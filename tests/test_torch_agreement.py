@@ -6,7 +6,8 @@ Skipped only when torch is not installed; CI installs torch==2.13.0 so that thes
 import numpy as np
 import pytest
 
-from lstmgen.model import CharLM, ModelConfig, _lookup
+from lstmgen.model import CharLM, ModelConfig
+from lstmgen.networks.layers import lookup
 from lstmgen.optim import Optimizer, clip_grad_norm_
 
 torch = pytest.importorskip("torch")
@@ -45,7 +46,7 @@ def _pair(cell, V=V):
 def test_logits_loss_and_gradients_agree_with_torch(cell, path):
     V = VOCABS[path]
     ours, ref = _pair(cell, V)
-    assert _lookup(ours.cfg, B * T) == (path == "lookup")
+    assert lookup(ours.cfg.vocab_size, B * T) == (path == "lookup")
     rng = np.random.default_rng(3)
     x = rng.integers(0, V, (B, T))
     y = rng.integers(0, V, (B, T))
@@ -59,7 +60,7 @@ def test_logits_loss_and_gradients_agree_with_torch(cell, path):
     t_loss = torch.nn.functional.cross_entropy(t_logits.reshape(-1, V), torch.from_numpy(y).reshape(-1))
     t_loss.backward()
 
-    logits, final = ours.logits(x, state)
+    logits, final = ours.network.logits(ours.params, x, state)
     np.testing.assert_allclose(logits, t_logits.detach().numpy(), rtol=1e-7, atol=1e-12)
     t_final = t_final if cell == "lstm" else (t_final,)
     for k in range(L):

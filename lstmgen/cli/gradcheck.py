@@ -12,9 +12,10 @@ from rich.table import Table
 
 from lstmgen import checkpoint as ckpt_io
 from lstmgen.cli.base import app, boundary, check_choice, err, out, safe
+from lstmgen.config import CELL_TYPES, DIRECTIONS, ModelConfig
 from lstmgen.errors import ConfigError
 from lstmgen.gradcheck import EPS, FLOOR, TOLERANCE, check, problem
-from lstmgen.model import CELL_TYPES, CharLM, ModelConfig
+from lstmgen.model import CharLM
 
 P_MODEL = "A random model (without CKPT)"
 
@@ -54,7 +55,7 @@ def gradcheck(
     sizes are small and distinct (B, T, E, H, V = 2, 3, 4, 5, 7), so a transposed index shows.
     """
     check_choice("--cell", cell, CELL_TYPES)
-    check_choice("--direction", direction, ("fwd", "bi"))
+    check_choice("--direction", direction, tuple(DIRECTIONS))
     rng = np.random.default_rng(seed)
     if ckpt is not None:
         ck = ckpt_io.load(ckpt)
@@ -67,7 +68,7 @@ def gradcheck(
                           direction=direction)
         model = CharLM(cfg, seed=seed)
         model.flat += rng.normal(0, 0.3, model.flat.shape)  # away from the structured initial values
-        what = f"random {cell}{' bi' if direction == 'bi' else ''} {layers}×{hidden}, embed {embed}, vocab {vocab}"
+        what = f"random {cfg.summary()}, embed {embed}, vocab {vocab}"
     if model.num_params > 2_000_000 and samples is None:
         raise ConfigError("the model is large: give --samples N to check N elements per tensor")
     x, y, state, w_final = problem(model, batch, seq_len, rng)

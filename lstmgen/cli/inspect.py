@@ -125,7 +125,7 @@ def inspect(
     model, vocab, ck = load_model(ckpt)
     cfg = model.cfg
     top_k = min(top_k, cfg.vocab_size)  # (no more guesses than characters)
-    names = probe.quantities(cfg.cell)
+    names = probe.quantities(cfg)
     layer = cfg.layers - 1 if layer is None else layer
     if not 0 <= layer < cfg.layers:
         raise typer.BadParameter(f"{layer} is not a layer of this {cfg.layers}-layer model (0 … {cfg.layers - 1})",
@@ -150,7 +150,7 @@ def inspect(
     if probe_spec is not None:
         probe.parse_probe(probe_spec)  # the spec's syntax, before any work
     check_choice("--dir", stack, ("fwd", "bwd"))
-    if stack == "bwd" and cfg.direction != "bi":
+    if stack == "bwd" and not model.network.both_sides:
         raise typer.BadParameter("a left-to-right model has no backward stack (train with --direction bi)",
                                  param_hint="--dir")
 
@@ -226,7 +226,7 @@ def inspect(
     header = Text(summary, style="bold")
     product.print(header)
     product.print()
-    if trace.direction == "bi":
+    if trace.both_sides:
         product.print(view.surprises(trace, vocab.chars, stack))
         product.print()
     if param_rows is not None:
@@ -238,10 +238,8 @@ def inspect(
         product.print(table)
         if note:
             product.print(Text(note, style="dim"))
-        if cfg.cell == "jordan":
-            product.print(Text("jordan: layer 0 reads no state of its own; at each character it reads the "
-                               "distribution of the row above (the guesses the model made before this "
-                               "character), fed back as y", style="dim"))
+        if model.network.inspect_note:
+            product.print(Text(model.network.inspect_note, style="dim"))
         if start + rows < trace.T:
             product.print(Text(f"rows {start}–{min(trace.T, start + rows) - 1} of {trace.T}; --start and --rows "
                                "show others", style="dim"))
@@ -250,7 +248,7 @@ def inspect(
         for j in heat_units[:3]:
             product.print(view.heatmap(trace, layer, quantity, j, start, heat_chars))
     if sats:
-        product.print(view.saturation_table(sats, cfg.cell, trace.T))
+        product.print(view.saturation_table(sats, probe.keep_gate(cfg), trace.T))
         product.print()
     if found is not None:
         product.print(view.probe_table(found, top=10))

@@ -107,7 +107,7 @@ def eval_cmd(
     table.add_row("model", f"{cfg.summary()}, vocab {cfg.vocab_size}, "
                            f"step {ck.meta.get('train', {}).get('step', '?')}")
     out.print(table)
-    if cfg.direction == "bi":
+    if model.network.both_sides:
         err.print("note: a bidirectional model predicts each character from both sides (cloze); its bits/char "
                   "are not comparable with a left-to-right model's")
 

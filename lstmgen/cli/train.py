@@ -25,11 +25,11 @@ from lstmgen.cli.base import (
     parse_duration,
     safe,
 )
+from lstmgen.config import CELL_TYPES, DIRECTIONS
 from lstmgen.corpus import DEFAULT_GLOB, corpus_label
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.generate import generate
 from lstmgen.machine import warnings as machine_warnings
-from lstmgen.model import CELL_TYPES
 from lstmgen.optim import OPTIMIZERS, SCHEDULES
 from lstmgen.parallel import WorkerLost, mpi_world
 from lstmgen.rundir import default_run_dir
@@ -158,7 +158,7 @@ def _build_trainer(corpus: list[Path] | None, glob: str | None, resume: Path | N
                    out_dir: Path | None, given: dict):
     corpus = [named_corpus(p) for p in corpus] if corpus else None
     check_choice("--cell", given["cell"], CELL_TYPES)
-    check_choice("--direction", given["direction"], ("fwd", "bi"))  # (jordan + bi: refused by ModelConfig)
+    check_choice("--direction", given["direction"], tuple(DIRECTIONS))  # (jordan + bi: refused by its network)
     check_choice("--optimizer", given["optimizer"], OPTIMIZERS)
     check_choice("--lr-schedule", given["lr_schedule"], SCHEDULES)
     check_choice("--dtype", given["dtype"], ("float32", "float64"))
@@ -262,7 +262,7 @@ def _train_loop(trainer, group, resumed: bool) -> Path:
     err.print(
         f"{'resuming' if resumed else 'training'} on {safe(corpus_label(trainer.corpus_meta))}: "
         f"{trainer.n_chars:,} chars, vocab {len(trainer.vocab)} | {cfg.summary()}"
-        f"{' (bidirectional cloze)' if cfg.direction == 'bi' else ''}, "
+        f"{trainer.model.network.description}, "
         f"embed {cfg.embed}, dropout {cfg.dropout:g}, {trainer.model.num_params:,} params, {cfg.dtype} | "
         f"batch {trainer.B}×{trainer.T}, {o.optimizer} lr {o.lr:g} ({o.lr_schedule}) | {workers} | "
         f"budget: {_budget(o)} | "

@@ -11,7 +11,7 @@ the top layer at t−1, the whole stack runs step by step (no layer-at-a-time se
 backpropagation goes through the feedback exactly: the gradient reaching y_{t−1} enters the
 logits at t−1 through the softmax's Jacobian, dz = y ⊙ (dy − ⟨y, dy⟩), and adds to the loss's.
 
-Notation as in ``model``: B batch, T time, E embedding, H hidden, V vocabulary, L layers.
+Notation as in ``networks.layers``: B batch, T time, E embedding, H hidden, V vocabulary, L layers.
 State per layer: layer 0 (h (H, B), y (V, B)); layers k ≥ 1 (h (H, B),).
 Parameters: rnn.weight_ih_l0 (H, E), rnn.weight_yh_l0 (H, V), rnn.bias_ih_l0, rnn.bias_yh_l0 (H,);
 layers k ≥ 1 the rnn keys; embedding and decoder as for every model.
@@ -21,16 +21,76 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _softmax_(z: np.ndarray) -> np.ndarray:
-    """Column-wise softmax of z (V, B), in place."""
-    z -= z.max(axis=0)
-    np.exp(z, out=z)
-    z /= z.sum(axis=0)
-    return z
+from lstmgen.cells import CELLS
+from lstmgen.errors import ConfigError
+from lstmgen.networks.forward import ForwardLM
+from lstmgen.networks.layers import dropout_mask, input_projection_grads, input_table, layer0_input, stack_shapes
+from lstmgen.networks.losses import softmax
 
 
-def forward(cfg, params, x0: np.ndarray, state, masks):
+class Jordan(ForwardLM):
+    """The Jordan network: Elman layers, layer 0 reading the model's previous output as well."""
+
+    inspect_note = ("jordan: layer 0 reads no state of its own; at each character it reads the distribution of "
+                    "the row above (the guesses the model made before this character), fed back as y")
+
+    def __init__(self, cfg):
+        if cfg.direction == "bi":
+            raise ConfigError("--cell jordan --direction bi: a Jordan network reads its own previous output, which "
+                              "needs one direction; choose another cell or --direction fwd")
+        self.cfg = cfg
+        self.spec = CELLS["rnn"]  # every layer is an Elman cell; layer 0 also reads y
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        cfg, H = self.cfg, self.cfg.hidden
+        shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (cfg.vocab_size, cfg.embed)}
+        # layer 0 reads the previous output y (V) instead of its own h
+        shapes.update({"rnn.weight_ih_l0": (H, cfg.embed), "rnn.weight_yh_l0": (H, cfg.vocab_size),
+                       "rnn.bias_ih_l0": (H,), "rnn.bias_yh_l0": (H,)})
+        shapes.update(stack_shapes(self.spec, cfg, "", first=1))
+        shapes["decoder.weight"] = (cfg.vocab_size, H)
+        shapes["decoder.bias"] = (cfg.vocab_size,)
+        return shapes
+
+    def state_layout(self) -> list[tuple[tuple[str, int], ...]]:
+        """Layer 0 carries h and y, the output fed back (V rows); layers k ≥ 1 carry h."""
+        cfg = self.cfg
+        return [(("h", cfg.hidden), ("y", cfg.vocab_size))] + [(("h", cfg.hidden),)] * (cfg.layers - 1)
+
+    def forward(self, params, x: np.ndarray, state, rng=None):
+        """The whole stack step by step (layer 0 reads the previous output): as ``ForwardLM.forward``."""
+        cfg = self.cfg
+        ids = np.ascontiguousarray(x.T)  # (T, B)
+        T, B = ids.shape
+        p = cfg.dropout if rng is not None else 0.0
+        xp, inp = layer0_input(params, ids, layer0_bias(params))
+        masks = [dropout_mask(rng, (cfg.hidden, T, B), p, cfg.np_dtype) for _ in range(cfg.layers)] if p else None
+        logits, new_state, cache = _steps(cfg, params, xp, state, masks)
+        return logits, new_state, (ids, inp, cache)
+
+    def backward(self, params, dlogits, cache, grads, dstate=None, d_input: list | None = None):
+        ids, inp, steps = cache
+        d_flat, dstate0 = _steps_backward(self.cfg, params, dlogits, steps, grads, dstate)
+        if d_input is not None:
+            d_input.append(d_flat)
+        np.sum(d_flat, axis=1, out=grads["rnn.bias_ih_l0"])
+        input_projection_grads(params, grads, d_flat, inp, ids)
+        return dstate0
+
+    def read_layers(self, cache) -> list[dict[str, np.ndarray]]:
+        hs = cache[2][0]  # per layer (H, T+1, 1)
+        return [{"h": np.ascontiguousarray(h[:, 1:, 0].T)} for h in hs]
+
+    def stepper(self, params: dict, batch: int = 1):
+        return JordanStepper(self, params, batch)
+
+
+def layer0_bias(params: dict) -> np.ndarray:
+    """Layer 0's input bias: b_ih + b_yh (H,)."""
+    return params["rnn.bias_ih_l0"] + params["rnn.bias_yh_l0"]
+
+
+def _steps(cfg, params, x0: np.ndarray, state, masks):
     """Step by step over T characters.
 
     x0     (H, T, B) layer 0's input projection of every character, b_ih + b_yh included
@@ -64,7 +124,7 @@ def forward(cfg, params, x0: np.ndarray, state, masks):
             out = np.multiply(h, masks[k][:, t], out=tops[k][:, t]) if masks else _copy(h, tops[k][:, t])
         z = np.matmul(w_dec, out, out=logits[:, t])
         z += b_dec
-        _softmax_(_copy(z, ys[:, t + 1]))
+        softmax(z, out=ys[:, t + 1])
     new_state = [(hs[0][:, T].copy(), ys[:, T].copy())] + [(hs[k][:, T].copy(),) for k in range(1, L)]
     return logits.reshape(V, T * B), new_state, (hs, tops, ys, masks)
 
@@ -74,8 +134,9 @@ def _copy(src, dst):
     return dst
 
 
-def backward(cfg, params, dlogits: np.ndarray, cache, grads: dict, dstate=None):
-    """Backward of ``forward``.
+
+def _steps_backward(cfg, params, dlogits: np.ndarray, cache, grads: dict, dstate=None):
+    """Backward of ``_steps``.
 
     dlogits (V, T·B): the loss's gradient w.r.t. the logits ((y − onehot)/N); the feedback's part
     is added here. Fills grads for every layer's recurrent weights and the decoder, and returns
@@ -124,15 +185,14 @@ def backward(cfg, params, dlogits: np.ndarray, cache, grads: dict, dstate=None):
     return flat(das[0]), dstate0
 
 
+
 class JordanStepper:
     """One-step generation for the Jordan network: the state holds each layer's h and layer 0's y."""
 
-    def __init__(self, model, batch: int = 1):
-        from lstmgen.model import input_table  # (model imports this module)
-
-        cfg, p = model.cfg, model.params
+    def __init__(self, network, p: dict, batch: int = 1):
+        cfg = network.cfg
         self.cfg, self.p, self.batch = cfg, p, batch
-        self.table = np.ascontiguousarray(input_table(cfg, p).T)  # (V, H): a row per id, biases in
+        self.table = np.ascontiguousarray(input_table(p, layer0_bias(p)).T)  # (V, H): a row per id, biases in
         self.h = [np.zeros((cfg.hidden, batch), dtype=cfg.np_dtype) for _ in range(cfg.layers)]
         self.y = np.zeros((cfg.vocab_size, batch), dtype=cfg.np_dtype)
         self.logits_buf = np.empty((cfg.vocab_size, batch), dtype=cfg.np_dtype)
@@ -159,5 +219,6 @@ class JordanStepper:
         np.matmul(p["decoder.weight"], self.h[-1], out=self.logits_buf)
         self.logits_buf += p["decoder.bias"][:, None]
         self.y[...] = self.logits_buf
-        _softmax_(self.y)  # what is fed back at the next step
+        softmax(self.y, out=self.y)  # what is fed back at the next step
         return self.logits_buf.T
+

@@ -1,0 +1,54 @@
+"""The elementwise pieces every cell shares: sigmoid and tanh in place, their derivatives, the
+(H, T+1, B) output buffer, the (F, T, B) → (F, T·B) view and the weight gradient as one GEMM."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid_(a: np.ndarray) -> np.ndarray:
+    """σ(a) in place. exp(−a) may overflow to inf for very negative a; 1/(1+inf) = 0 is right."""
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    a += 1.0
+    np.reciprocal(a, out=a)
+    return a
+
+
+def sigmoid_with_tanh_block_(a: np.ndarray, lo: int, hi: int) -> None:
+    """σ over all rows of ``a`` in place, except rows lo:hi which get tanh (via 2σ(2x) − 1)."""
+    blk = a[lo:hi]
+    blk *= 2.0
+    sigmoid_(a)
+    blk *= 2.0
+    blk -= 1.0
+
+
+def gate_derivatives(a: np.ndarray, deriv: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Backward of ``sigmoid_with_tanh_block_``: from post-activations a, σ' = s(1 − s) on all
+    rows into ``deriv``, except rows lo:hi (tanh) which get 1 − g²."""
+    np.multiply(a, a, out=deriv)
+    np.subtract(a, deriv, out=deriv)
+    blk = deriv[lo:hi]
+    np.multiply(a[lo:hi], a[lo:hi], out=blk)
+    np.subtract(1.0, blk, out=blk)
+    return deriv
+
+
+def new_hbuf(h0: np.ndarray, T: int) -> np.ndarray:
+    """(H, T+1, B) output buffer whose slot 0 holds the initial state."""
+    H, B = h0.shape
+    hbuf = np.empty((H, T + 1, B), dtype=h0.dtype)
+    hbuf[:, 0] = h0
+    return hbuf
+
+
+def flat(x: np.ndarray) -> np.ndarray:
+    """(F, T, B) → (F, T·B) without copying (a view whose rows may be strided)."""
+    F, T, B = x.shape
+    return x.reshape(F, T * B)
+
+
+def weight_grad(d_flat: np.ndarray, hbuf: np.ndarray) -> np.ndarray:
+    """dW_hh = Σ_t d_t h_{t−1}ᵀ as one GEMM: (G·H, T·B) @ (T·B, H)."""
+    return d_flat @ flat(hbuf[:, :-1]).T
