@@ -6,10 +6,8 @@ From Python: ``lstmgen.train(...)`` trains a model and returns its run directory
 ``explore``; errors are :class:`LstmgenError`. See the README's "From Python" section.
 """
 
-__version__ = "0.1.0"
-
-from lstmgen.api import Explorer, Model, load, train  # noqa: E402
-from lstmgen.errors import (  # noqa: E402
+from lstmgen.api import Explorer, Model, load, train
+from lstmgen.errors import (
     CheckpointError,
     ConfigError,
     CorpusError,
@@ -17,7 +15,8 @@ from lstmgen.errors import (  # noqa: E402
     LstmgenError,
     VocabError,
 )
-from lstmgen.model import CELL_TYPES, CharLM, ModelConfig  # noqa: E402
+from lstmgen.model import CELL_TYPES, CharLM, ModelConfig
+from lstmgen.version import __version__
 
 __all__ = ["CELL_TYPES", "CharLM", "CheckpointError", "ConfigError", "CorpusError", "DivergenceError", "Explorer",
            "LstmgenError", "Model", "ModelConfig", "VocabError", "__version__", "load", "train"]

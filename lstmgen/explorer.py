@@ -23,7 +23,8 @@ import numpy as np
 
 from lstmgen.errors import LstmgenError
 from lstmgen.memory import Influence
-from lstmgen.probe import PROBES, SIGMOID, Trace, histogram, probe, rank_units, saturation
+from lstmgen.probe import SIGMOID, Trace, histogram, rank_units, saturation
+from lstmgen.probes import PROBES, probe
 from lstmgen.terminal import shown
 
 LEVELS = 255  # 8 bits per value

@@ -12,9 +12,9 @@ import sys
 
 import numpy as np
 
-from lstmgen import __version__
 from lstmgen.parallel import available_cores, default_workers
 from lstmgen.threads import blas_info
+from lstmgen.version import __version__
 
 # OpenBLAS kernels by the widest vector instructions they use (OPENBLAS_CORETYPE names them)
 _KERNEL_LEVEL = {"sapphirerapids": 3, "cooperlake": 3, "skylakex": 3, "haswell": 2, "zen": 2, "sandybridge": 1,

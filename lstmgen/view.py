@@ -22,7 +22,8 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from lstmgen.probe import SIGMOID, ParamRow, ProbeResult, Saturation, Trace, histogram
+from lstmgen.probe import SIGMOID, ParamRow, Saturation, Trace, histogram
+from lstmgen.probes import ProbeResult
 from lstmgen.terminal import shown as shown_text
 from lstmgen.terminal import shown_char
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmgen import checkpoint as ckpt_io
-from lstmgen import probe
+from lstmgen import probe, probes
 from lstmgen.cli import app
 from lstmgen.model import CELL_TYPES, CharLM, ModelConfig
 from lstmgen.networks import network_for
@@ -292,18 +292,18 @@ def test_auc_and_correlation_against_brute_force():
     y = (rng.random(60) < 0.3).astype(float)
     pos, neg = v[y == 1], v[y == 0]
     brute = [np.mean([(p > n) + 0.5 * (p == n) for p in pos[:, j] for n in neg[:, j]]) for j in range(4)]
-    np.testing.assert_allclose(probe.auc(v, y), brute, rtol=1e-12)
+    np.testing.assert_allclose(probes.auc(v, y), brute, rtol=1e-12)
     c = rng.normal(size=60)
-    np.testing.assert_allclose(probe.correlation(v, c), [np.corrcoef(v[:, j], c)[0, 1] for j in range(4)], rtol=1e-10)
+    np.testing.assert_allclose(probes.correlation(v, c), [np.corrcoef(v[:, j], c)[0, 1] for j in range(4)], rtol=1e-10)
 
 
 def test_labels():
     text = 'a "b (c" [d])\n  e'
-    assert probe.quote_state(text).tolist() == [0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-    assert probe.bracket_depth(text).tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 1, 0, 0, 0, 0, 0]
-    assert probe.line_position(text)[-4:].tolist() == [0, 1, 2, 3]
-    assert probe.indent(text)[-4:].tolist() == [0, 1, 2, 2]
-    assert probe.make_label("regex:b.*?c", text).values.tolist()[:8] == [0, 0, 0, 1, 1, 1, 1, 0]
+    assert probes.quote_state(text).tolist() == [0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert probes.bracket_depth(text).tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 1, 0, 0, 0, 0, 0]
+    assert probes.line_position(text)[-4:].tolist() == [0, 1, 2, 3]
+    assert probes.indent(text)[-4:].tolist() == [0, 1, 2, 2]
+    assert probes.make_label("regex:b.*?c", text).values.tolist()[:8] == [0, 0, 0, 1, 1, 1, 1, 0]
 
 
 def test_regex_probe_through_the_cli(tmp_path):
@@ -343,8 +343,8 @@ def structured_models(tmp_path_factory):
 def test_probe_finds_units_that_track_structure(structured_models, spec, at_least):
     trainer, untrained = structured_models
     text = structured(3000, seed=99)  # text the model has not seen
-    found = probe.probe(probe.trace_text(trainer.model, trainer.vocab, text), spec)
-    base = probe.probe(probe.trace_text(untrained, trainer.vocab, text), spec)
+    found = probes.probe(probe.trace_text(trainer.model, trainer.vocab, text), spec)
+    base = probes.probe(probe.trace_text(untrained, trainer.vocab, text), spec)
     best, best_untrained = found.ranking[0].strength, base.ranking[0].strength
     print(f"{spec}: trained {best:.3f}, untrained {best_untrained:.3f}, chance {found.chance:.3f}")
     assert best >= at_least

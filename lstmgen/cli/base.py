@@ -18,13 +18,13 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from lstmgen import __version__
 from lstmgen import checkpoint as ckpt_io
 from lstmgen.errors import LstmgenError
 from lstmgen.model import CharLM
 from lstmgen.terminal import shown
 from lstmgen.text import Vocab
 from lstmgen.threads import set_threads
+from lstmgen.version import __version__
 
 
 class _OneLineErrors(TyperGroup):

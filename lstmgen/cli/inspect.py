@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from lstmgen import explorer, probe, view
+from lstmgen import explorer, probe, probes, view
 from lstmgen.cli.base import (
     Threads,
     app,
@@ -44,6 +44,18 @@ def _int_list(flag: str, text: str | None) -> list[int] | None:
     if not values:
         raise typer.BadParameter("give at least one unit", param_hint=flag)
     return values
+
+
+# the output files' options (long help texts: declared here, used by ``inspect``)
+HtmlPage = Annotated[Path | None, typer.Option("--html", metavar="FILE", help="Also write an interactive explorer of "
+                                               "the trace: one self-contained page (pick units, hover characters, "
+                                               "select text to find the units that switch on there).",
+                                               rich_help_panel=P_OUT)]
+ExportFile = Annotated[Path | None, typer.Option("--export", metavar="FILE", help="Write every gate, state and "
+                                                 "prediction to a .npz (the layout: docs/FORMAT.md in lstmgen's "
+                                                 "source).", rich_help_panel=P_OUT)]
+CsvFile = Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Write every value in long format: t, "
+                                              "char, layer, unit, quantity, value.", rich_help_panel=P_OUT)]
 
 
 @app.command(epilog="Example: lstmgen inspect runs/default --text 'She said \"yes\" (twice).' --top-units 3")
@@ -97,17 +109,9 @@ def inspect(
     params: Annotated[bool, typer.Option("--params", metavar="",
                                          help="Add the parameter summary (every tensor and gate "
                                          "block) and the training state.", rich_help_panel=P_SHOW)] = False,
-    html: Annotated[Path | None, typer.Option(metavar="FILE",
-                                              help="Also write an interactive explorer of the trace: one "
-                                              "self-contained page (pick units, hover characters, select text "
-                                              "to find the units that switch on there).",
-                                              rich_help_panel=P_OUT)] = None,
-    export: Annotated[Path | None, typer.Option(metavar="FILE", help="Write every gate, state and prediction to a .npz "
-                                                "(the layout: docs/FORMAT.md in lstmgen's source).",
-                                                rich_help_panel=P_OUT)] = None,
-    csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE",
-                                                  help="Write every value in long format: t, char, "
-                                                  "layer, unit, quantity, value.", rich_help_panel=P_OUT)] = None,
+    html: HtmlPage = None,
+    export: ExportFile = None,
+    csv_path: CsvFile = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="",
                                           help="Print the view's data as one JSON object on stdout.",
                                           rich_help_panel=P_OUT)] = False,
@@ -123,6 +127,80 @@ def inspect(
     """
     use_threads(threads)
     model, vocab, ck = load_model(ckpt)
+    cfg = model.cfg
+    names = probe.quantities(cfg)
+    layer, quantity, shown_q, chosen, top_k = _checked(model, layer, quantity, quantities, rank_by, units,
+                                                       top_units, top_k, text, file, probe_spec, stack)
+    text, warmup, source = _text_to_read(ck, model, vocab, text, file, max_chars, warmup, warmup_chars, start)
+
+    from tqdm import tqdm
+
+    with tqdm(total=len(text), unit="char", file=sys.stderr, disable=len(text) < 20_000 or None,
+              desc="tracing", leave=False) as bar:
+        trace = probe.trace_text(model, vocab, text, warmup=warmup, on_chunk=bar.update)
+    _write_exports(trace, export, csv_path, names)
+    if stack == "bwd":  # the tables, heat maps and rankings show the backward stack
+        trace = dataclasses.replace(trace, layers=trace.reverse)
+    chosen, heat_units, sats, found, param_rows = _analyses(trace, model, layer, quantity, rank_by, chosen,
+                                                            top_units, probe_spec, params)
+    if as_json:
+        print(json.dumps(_inspect_json(trace, vocab, ck, layer, chosen, shown_q, quantity, rank_by, top_k, sats,
+                                       found, param_rows, source), allow_nan=False))
+    summary = shown(probe.summary(cfg, ck.meta, trace, source, warmup))
+    if html is not None:
+        _write_page(html, model, vocab, trace, warmup, summary, title=f"lstmgen inspect: {Path(str(ckpt)).name}")
+    if export is not None or csv_path is not None or as_json:
+        return
+    _print_view(model, vocab, ck, trace, summary, stack, layer, chosen, heat_units, shown_q, quantity, top_k, start,
+                rows, heat_chars, sats, found, param_rows)
+
+
+
+def _analyses(trace, model, layer, quantity, rank_by, chosen, top_units, probe_spec, params):
+    """What the view shows besides the trace: (the table's units, the heat maps' units, saturation, the
+    probe's ranking, the parameter summary)."""
+    if chosen is None and top_units is not None:
+        order, _ = probe.rank_units(trace.layers[layer][quantity], rank_by, quantity)
+        chosen = [int(j) for j in order[:top_units]]
+    heat_units = chosen if chosen is not None else [
+        int(probe.rank_units(trace.layers[layer][quantity], rank_by, quantity)[0][0])]
+    found = probes.probe(trace, probe_spec) if probe_spec is not None else None
+    param_rows = probe.param_summary(model.cfg, model.params) if params else None
+    return chosen, heat_units, probe.saturation(trace), found, param_rows
+
+
+def _write_exports(trace, export: Path | None, csv_path: Path | None, names) -> None:
+    """--export and --csv: every value of both stacks (of a bidirectional model)."""
+    if export is not None:
+        probe.export_npz(export, trace)
+        err.print(f"wrote {safe(export)}: {trace.T:,} characters × {len(trace.layers)} layer(s) × "
+                  f"{', '.join(names)} and probs")
+    if csv_path is not None:
+        probe.export_csv(csv_path, trace)
+        err.print(f"wrote {safe(csv_path)}: {trace.T * len(trace.layers) * len(names) * trace.H:,} rows")
+
+
+def _write_page(html: Path, model, vocab, trace, warmup: str, summary: str, title: str) -> None:
+    """--html: the explorer page, with the influence of each character on each guess (click a character)."""
+    from tqdm import tqdm
+
+    with tqdm(total=len(warmup) + trace.T, unit="guess", file=sys.stderr, disable=None, leave=False, delay=1.0,
+              desc="influence of each character on each guess") as bar:
+        infl = influence(model, vocab.encode(warmup + trace.text), PAGE_DISTANCE, warmup=len(warmup),
+                         on_rows=bar.update)
+    page = explorer.render(trace, vocab.chars, summary, title=title, influence=infl)
+    try:
+        html.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise LstmgenError(f"cannot write {html}: {e.strerror or e}") from e
+    err.print(f"wrote {safe(html)} ({len(page.encode()) / 2**20:.1f} MB: {trace.T:,} characters × "
+              f"{len(trace.layers)} layer(s) × {len(trace.layers[0])} quantities × {trace.H} units, 8 bits each); "
+              "open it in a browser")
+
+
+def _checked(model, layer, quantity, quantities, rank_by, units, top_units, top_k, text, file, probe_spec, stack):
+    """The options checked against the model before any work: (layer, quantity, table columns, chosen
+    units, guesses per row)."""
     cfg = model.cfg
     top_k = min(top_k, cfg.vocab_size)  # (no more guesses than characters)
     names = probe.quantities(cfg)
@@ -148,12 +226,18 @@ def inspect(
     if text is not None and file is not None:
         raise ConfigError("--text and --file cannot be combined")
     if probe_spec is not None:
-        probe.parse_probe(probe_spec)  # the spec's syntax, before any work
+        probes.parse_probe(probe_spec)  # the spec's syntax, before any work
     check_choice("--dir", stack, ("fwd", "bwd"))
     if stack == "bwd" and not model.network.both_sides:
         raise typer.BadParameter("a left-to-right model has no backward stack (train with --direction bi)",
                                  param_hint="--dir")
 
+    return layer, quantity, shown_q, chosen, top_k
+
+
+def _text_to_read(ck, model, vocab, text, file, max_chars, warmup, warmup_chars, start) -> tuple[str, str, str]:
+    """The text to inspect, its warm-up and where it came from: --text, --file, else the corpus's
+    held-out tail (or, without the corpus, a sample of the model)."""
     if text is not None:
         source = "--text"
     elif file is not None:
@@ -173,55 +257,13 @@ def inspect(
     if start >= len(text):
         raise typer.BadParameter(f"{start} is past the end of the text ({len(text):,} characters: --start 0 … "
                                  f"{len(text) - 1})", param_hint="--start")
+    return text, warmup, source
 
-    from tqdm import tqdm
 
-    with tqdm(total=len(text), unit="char", file=sys.stderr, disable=len(text) < 20_000 or None,
-              desc="tracing", leave=False) as bar:
-        trace = probe.trace_text(model, vocab, text, warmup=warmup, on_chunk=bar.update)
-    everything = trace  # both stacks of a bidirectional model, for the exports
-    if stack == "bwd":  # the tables, heat maps and rankings show the backward stack
-        trace = dataclasses.replace(trace, layers=trace.reverse)
-    if export is not None:
-        trace = everything
-        probe.export_npz(export, everything)
-        err.print(f"wrote {safe(export)}: {trace.T:,} characters × {cfg.layers} layer(s) × "
-                  f"{', '.join(names)} and probs")
-    if csv_path is not None:
-        probe.export_csv(csv_path, everything)
-        err.print(f"wrote {safe(csv_path)}: {trace.T * cfg.layers * len(names) * cfg.hidden:,} rows")
-
-    if stack == "bwd":
-        trace = dataclasses.replace(everything, layers=everything.reverse)
-    if chosen is None and top_units is not None:
-        order, _ = probe.rank_units(trace.layers[layer][quantity], rank_by, quantity)
-        chosen = [int(j) for j in order[:top_units]]
-    heat_units = chosen if chosen is not None else [
-        int(probe.rank_units(trace.layers[layer][quantity], rank_by, quantity)[0][0])]
-    sats = probe.saturation(trace)
-    found = probe.probe(trace, probe_spec) if probe_spec is not None else None
-    param_rows = probe.param_summary(cfg, model.params) if params else None
-
-    if as_json:
-        print(json.dumps(_inspect_json(trace, vocab, ck, layer, chosen, shown_q, quantity, rank_by, top_k, sats,
-                                       found, param_rows, source), allow_nan=False))
-    summary = shown(probe.summary(cfg, ck.meta, trace, source, warmup))
-    if html is not None:
-        with tqdm(total=len(warmup) + trace.T, unit="guess", file=sys.stderr, disable=None, leave=False, delay=1.0,
-                  desc="influence of each character on each guess") as bar:  # (click a character: why this guess)
-            infl = influence(model, vocab.encode(warmup + trace.text), PAGE_DISTANCE, warmup=len(warmup),
-                             on_rows=bar.update)
-        page = explorer.render(trace, vocab.chars, summary, title=f"lstmgen inspect: {Path(str(ckpt)).name}",
-                               influence=infl)
-        try:
-            html.write_text(page, encoding="utf-8")
-        except OSError as e:
-            raise LstmgenError(f"cannot write {html}: {e.strerror or e}") from e
-        err.print(f"wrote {safe(html)} ({len(page.encode()) / 2**20:.1f} MB: {trace.T:,} characters × "
-                  f"{cfg.layers} layer(s) × {len(names)} quantities × {cfg.hidden} units, 8 bits each); "
-                  "open it in a browser")
-    if export is not None or csv_path is not None or as_json:
-        return
+def _print_view(model, vocab, ck, trace, summary, stack, layer, chosen, heat_units, shown_q, quantity, top_k, start,
+                rows, heat_chars, sats, found, param_rows) -> None:
+    """The terminal view on stdout: the summary, the gate table, heat maps, saturation and probe tables."""
+    cfg = model.cfg
     product = out
     header = Text(summary, style="bold")
     product.print(header)

@@ -41,6 +41,20 @@ from lstmgen.training import TrainOptions, join_world, new_trainer, resume_train
 D = TrainOptions()  # the defaults, as the help shows them
 
 
+# options declared here, used by ``train`` (whose signature is long enough)
+Resume = Annotated[Path | None, typer.Option("--resume", metavar="DIR", help="Continue the run in this directory "
+                                             "exactly.", rich_help_panel=P_RUN)]
+InitFrom = Annotated[Path | None, typer.Option("--init-from", metavar="CKPT", help="Start from this checkpoint's "
+                                               "weights (fine-tuning).", rich_help_panel=P_RUN)]
+Workers = Annotated[int | None, typer.Option("--workers", metavar="N", min=1, help="Data-parallel worker processes, "
+                                             "each on its rows of every batch (default: one per core, at least 4 "
+                                             "rows each; a resumed run: its own count). Under mpiexec the MPI ranks "
+                                             "are the workers.", show_default=False, rich_help_panel=P_RUN)]
+ThreadsEach = Annotated[int | None, typer.Option("--threads", metavar="N", min=1, max=1024,
+                                                 help="BLAS threads of each worker (default: cores ÷ workers, at "
+                                                 "least 1).", show_default=False)]
+
+
 @app.command(epilog="Example: lstmgen train corpora/default.txt --max-time 5m --out runs/demo")
 @boundary
 def train(
@@ -114,20 +128,10 @@ def train(
     out_dir: Annotated[Path | None, typer.Option("--out", metavar="DIR",
                                                  help="Run directory (default: runs/<corpus name>, "
                                                  "never another run's).", rich_help_panel=P_RUN)] = None,
-    resume: Annotated[Path | None, typer.Option(metavar="DIR", help="Continue the run in this directory exactly.",
-                                                rich_help_panel=P_RUN)] = None,
-    init_from: Annotated[Path | None, typer.Option(metavar="CKPT",
-                                                   help="Start from this checkpoint's weights (fine-tuning).",
-                                                   rich_help_panel=P_RUN)] = None,
-    workers: Annotated[int | None, typer.Option(metavar="N",
-                                                min=1, help="Data-parallel worker processes, each on its rows of "
-                                                "every batch (default: one per core, at least 4 rows each; "
-                                                "a resumed run: its own count). Under mpiexec the MPI ranks "
-                                                "are the workers.", show_default=False,
-                                                rich_help_panel=P_RUN)] = None,
-    threads: Annotated[int | None, typer.Option(metavar="N",
-                                                min=1, max=1024, help="BLAS threads of each worker (default: cores ÷ "
-                                                "workers, at least 1).", show_default=False)] = None,
+    resume: Resume = None,
+    init_from: InitFrom = None,
+    workers: Workers = None,
+    threads: ThreadsEach = None,
 ):
     """Train a character-level model on text files (or folders of them), on every core."""
     given = {

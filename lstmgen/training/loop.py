@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmgen import __version__
 from lstmgen import checkpoint as ckpt_io
 from lstmgen.corpus import Corpus
 from lstmgen.dropout import RowStreams
@@ -31,6 +30,7 @@ from lstmgen.text import BatchStream, fit_batch, split
 from lstmgen.training.collectives import STOPS, agree, gather_state, sum_gradients
 from lstmgen.training.evaluation import divergence
 from lstmgen.training.options import MODEL_KEYS, TrainOptions, suggested_lr
+from lstmgen.version import __version__
 
 
 class Span:
