@@ -3,7 +3,7 @@
 Every worker runs the same training loop on its own rows of each batch (SPMD, as PyTorch's
 DistributedDataParallel and Horovod do); the only coupling is ``allreduce_``, a sum of a NumPy
 array across workers, after which every worker holds the same values. The model never sees a
-group: ``training.py`` decides what to sum (gradients, losses, stop requests, the carried state for
+group: ``training.collectives`` decides what to sum (gradients, losses, stop requests, the carried state for
 checkpoints).
 
 Three groups behind one interface (``rows(n)`` says which of a batch's n rows a rank computes;

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import invoke
 from typer.testing import CliRunner
 
 import lstmgen
 from lstmgen.cli import app
-from lstmgen.synthetic import prose
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,16 +26,14 @@ TINY = dict(hidden=16, embed=8, batch_size=4, seq_len=16, layers=2)
 
 
 def cli(*args) -> str:
-    r = runner.invoke(app, [str(a) for a in args])
+    r = invoke(*args)
     assert r.exit_code == 0, r.output
     return r.stdout
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("api") / "tales.txt"
-    p.write_text(prose(6000, seed=3), encoding="utf-8")
-    return p
+def corpus(write_prose) -> Path:
+    return write_prose(6000, seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmgen.cli import app
-from lstmgen.synthetic import prose
 
 runner = CliRunner()
 SMALL = ["--hidden", "16", "--embed", "8", "--batch-size", "4", "--seq-len", "16", "--eval-every", "10",
@@ -16,10 +15,8 @@ SMALL = ["--hidden", "16", "--embed", "8", "--batch-size", "4", "--seq-len", "16
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("c") / "small.txt"
-    p.write_text(prose(3_000, seed=1), encoding="utf-8")
-    return p
+def corpus(write_prose) -> Path:
+    return write_prose(3_000, seed=1)
 
 
 def train(*args):

@@ -11,22 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SMALL
 from typer.testing import CliRunner
 
 from lstmgen import checkpoint as ckpt_io
 from lstmgen.cli import app
 from lstmgen.optim import lr_at
-from lstmgen.synthetic import prose
 
 runner = CliRunner()
-SMALL = ["--hidden", "16", "--embed", "8", "--layers", "2", "--batch-size", "4", "--seq-len", "16"]
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("corpus") / "tales.txt"
-    p.write_text(prose(6000, seed=1), encoding="utf-8")
-    return p
+def corpus(write_prose) -> Path:
+    return write_prose(6000, seed=1)
 
 
 def run(*args):

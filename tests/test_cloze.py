@@ -184,13 +184,6 @@ def test_workers_give_the_same_bidirectional_math(tmp_path):
             np.testing.assert_allclose(a[k], b[k], rtol=1e-9, atol=1e-9, err_msg=k)
 
 
-def test_jordan_cannot_be_bidirectional():
-    with pytest.raises(Exception, match="Jordan"):
-        CharLM(ModelConfig(vocab_size=5, cell="jordan", direction="bi"))  # the network kind refuses it
-    r = cli("train", "--cell", "jordan", "--direction", "bi")
-    assert r.exit_code == 2
-
-
 def test_fill_reads_unfilled_masks_as_the_current_guess():
     m = CharLM(ModelConfig(vocab_size=4, hidden=6, embed=3, layers=1, dtype="float64", direction="bi"), seed=2)
     ids = np.array([0, 1, 2, 3, 0, 1])

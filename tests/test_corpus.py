@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from lstmgen import corpus as corpus_mod
 from lstmgen.corpus import id_dtype, load_corpus
-from lstmgen.errors import CorpusError, VocabError
+from lstmgen.errors import CorpusError, LstmgenError, VocabError
 from lstmgen.synthetic import prose
-from lstmgen.text import Vocab, decode_bytes
+from lstmgen.text import Vocab, decode_bytes, read_text
 from lstmgen.training import TrainOptions, new_trainer, resume_trainer
 
 
@@ -90,3 +90,42 @@ def test_disk_cache_trains_identically_and_is_reused(tmp_path, monkeypatch):
     r.run()
     r.close()
     assert cache[0].stat().st_mtime_ns == stamp  # reused, not re-encoded
+
+
+# ---------------------------------------------------------------------- fuzzing
+
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_corpus_reader_bytes(data):
+    try:
+        text = decode_bytes(data)
+    except CorpusError:
+        return
+    assert not text.startswith("\ufeff")
+    assert text == data.decode("utf-8").removeprefix("\ufeff")
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_fuzz_corpus_files(tmp_path, data):
+    p = tmp_path / "c.txt"
+    p.write_bytes(data)
+    try:
+        read_text(p)
+    except CorpusError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=1, max_size=60), st.text(max_size=60))
+def test_fuzz_vocabulary(corpus_text, other):
+    v = Vocab.from_text(corpus_text)
+    assert v.decode(v.encode(corpus_text)) == corpus_text
+    try:
+        assert v.decode(v.encode(other)) == other
+    except VocabError as e:
+        assert isinstance(e, LstmgenError)
+        assert set(other) - set(corpus_text)

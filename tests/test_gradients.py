@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from conftest import numeric_grad
 
-from lstmgen.cells import CELLS
 from lstmgen.model import CharLM, ModelConfig
 from lstmgen.networks.layers import lookup
 
@@ -56,41 +55,3 @@ def test_model_gradients_match_numeric(cell, dropout, path):
             num = numeric_grad(f, s)
             np.testing.assert_allclose(dstate0[k][j], num, rtol=1e-5, atol=1e-8,
                                        err_msg=f"{cell} initial state layer {k} part {j}")
-
-
-@pytest.mark.parametrize("cell", list(CELLS))  # (jordan is not a cell on its own: its layer 0 reads the output)
-def test_cell_input_gradient_matches_numeric(cell):
-    """The cell alone: d(Σ w ⊙ h_t)/d(xp) for the input projections."""
-    spec = CELLS[cell]
-    rng = np.random.default_rng(2)
-    G = spec.gates * H
-    xp = rng.normal(0, 1, (G, T, B))
-    state = tuple(rng.normal(0, 0.5, (H, B)) for _ in range(spec.n_states))
-    rec = {"w_hh": rng.normal(0, 0.5, (G, H))}
-    if cell == "gru":
-        rec["b_hh"] = rng.normal(0, 0.5, (G,))
-    if cell == "peephole":
-        rec["peep"] = rng.normal(0, 0.5, (3, H))
-    w = rng.normal(0, 1, (H, T, B))
-
-    def f():
-        hbuf, _, _ = spec.forward(xp, state, rec)
-        return float(np.sum(w * hbuf[:, 1:]))
-
-    hbuf, _, cache = spec.forward(xp, state, rec)
-    np.testing.assert_array_equal(hbuf[:, 0], state[0])
-    zeros = tuple(np.zeros((H, B)) for _ in range(spec.n_states))
-    dxp_flat, _, drec = spec.backward(w, zeros, cache)
-    np.testing.assert_allclose(dxp_flat.reshape(G, T, B), numeric_grad(f, xp), rtol=1e-6, atol=1e-9)
-    for name, p in rec.items():
-        got, want = drec[name], numeric_grad(f, p)
-        if name == "b_hh":  # the cell uses only b_hn; the model folds b_hr, b_hz into xp
-            got, want = got[2 * H :], want[2 * H :]
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9, err_msg=name)
-
-
-def test_peephole_weights_get_gradients():
-    model, x, y, state, _ = _setup("peephole")
-    _, grads, _, _ = model.loss_and_grads(x, y, state)
-    for k in range(L):
-        assert np.all(np.abs(grads[f"rnn.weight_peep_l{k}"]) > 0)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import naive_trace
 from typer.testing import CliRunner
 
 from lstmgen import checkpoint as ckpt_io
@@ -43,68 +44,6 @@ def make_ckpt(path: Path, cell: str, dtype="float64", seed=0) -> Path:
     return path
 
 
-def sig(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def naive_trace(P: dict, cell: str, ids) -> tuple[list[dict], np.ndarray]:
-    """One character and one layer at a time, written straight from the equations."""
-    hs = [np.zeros(H) for _ in range(L)]
-    cs = [np.zeros(H) for _ in range(L)]
-    rec = [{q: [] for q in probe.quantities(ModelConfig(vocab_size=5, cell=cell))} for _ in range(L)]
-    probs = []
-    y = np.zeros(P["decoder.weight"].shape[0])  # jordan: the previous output, fed back
-    for t in ids:
-        x = P["embedding.weight"][t]
-        for k in range(L):
-            if cell == "jordan" and k == 0:  # reads the previous output y instead of its own h
-                h = np.tanh(P["rnn.weight_ih_l0"] @ x + P["rnn.bias_ih_l0"] + P["rnn.weight_yh_l0"] @ y
-                            + P["rnn.bias_yh_l0"])
-                hs[0] = x = h
-                rec[0]["h"].append(h)
-                continue
-            Wi, Wh = P[f"rnn.weight_ih_l{k}"], P[f"rnn.weight_hh_l{k}"]
-            bi, bh = P[f"rnn.bias_ih_l{k}"], P[f"rnn.bias_hh_l{k}"]
-            h, c = hs[k], cs[k]
-            if cell == "gru":
-                gi, gh = Wi @ x + bi, Wh @ h + bh
-                r = sig(gi[:H] + gh[:H])
-                z = sig(gi[H : 2 * H] + gh[H : 2 * H])
-                n = np.tanh(gi[2 * H :] + r * gh[2 * H :])
-                h = (1 - z) * n + z * h
-                vals = {"r": r, "z": z, "n": n, "h": h}
-            elif cell in ("rnn", "jordan"):
-                h = np.tanh(Wi @ x + bi + Wh @ h + bh)
-                vals = {"h": h}
-            else:
-                a = Wi @ x + bi + Wh @ h + bh
-                if cell == "cifg":
-                    i, g, o = sig(a[:H]), np.tanh(a[H : 2 * H]), sig(a[2 * H :])
-                    f = 1 - i
-                    c = f * c + i * g
-                elif cell == "peephole":
-                    p = P[f"rnn.weight_peep_l{k}"]
-                    i = sig(a[:H] + p[0] * c)
-                    f = sig(a[H : 2 * H] + p[1] * c)
-                    g = np.tanh(a[2 * H : 3 * H])
-                    c = f * c + i * g
-                    o = sig(a[3 * H :] + p[2] * c)
-                else:
-                    i, f, g, o = sig(a[:H]), sig(a[H : 2 * H]), np.tanh(a[2 * H : 3 * H]), sig(a[3 * H :])
-                    c = f * c + i * g
-                h = o * np.tanh(c)
-                vals = {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
-            hs[k], cs[k] = h, c
-            for q, v in vals.items():
-                rec[k][q].append(v)
-            x = h
-        z = P["decoder.weight"] @ x + P["decoder.bias"]
-        e = np.exp(z - z.max())
-        y = e / e.sum()
-        probs.append(y)
-    return [{q: np.array(v) for q, v in layer.items()} for layer in rec], np.array(probs)
-
-
 @pytest.mark.parametrize("cell", CELL_TYPES)
 def test_export_equals_naive_recomputation(tmp_path, cell):
     ck = make_ckpt(tmp_path / "m.npz", cell)
@@ -117,7 +56,7 @@ def test_export_equals_naive_recomputation(tmp_path, cell):
     assert z["text"].shape == () and z["text"].dtype.kind == "U" and str(z["text"]) == TEXT
     P = {k: v for k, v in np.load(ck, allow_pickle=False).items() if not k.startswith("meta")}
     ids = Vocab(VOCAB).encode(TEXT)
-    layers, probs = naive_trace(P, cell, ids)
+    layers, probs = naive_trace(P, cell, L, ids)
     T = len(TEXT)
     for k in range(L):
         for q in names:

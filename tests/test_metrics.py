@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmgen.cli import app
-from lstmgen.synthetic import prose
 from lstmgen.training import loop as training
 
 runner = CliRunner()
@@ -18,10 +17,8 @@ TINY = ["--hidden", "8", "--embed", "4", "--batch-size", "4", "--seq-len", "8", 
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("metrics") / "c.txt"
-    p.write_text(prose(4000, seed=8), encoding="utf-8")
-    return p
+def corpus(write_prose) -> Path:
+    return write_prose(4000, seed=8)
 
 
 def lines(run: Path) -> list[dict]:

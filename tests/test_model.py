@@ -4,9 +4,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import naive_trace
 
 from lstmgen.model import CharLM, ModelConfig
-from lstmgen.optim import Optimizer, clip_grad_norm_, lr_at
+from lstmgen.optim import Optimizer, clip_grad_norm_
 
 
 def _model(cell, dtype="float64", **kw):
@@ -121,84 +122,18 @@ def test_stepper_equals_whole_sequence(cell):
         np.testing.assert_allclose(st.step(x[:, t]), whole[:, t], rtol=1e-12, atol=1e-12)
 
 
-def _naive_trace(m, ids):
-    """Independent step-by-step recomputation with the textbook equations, one vector at a time."""
-    p, cfg = m.params, m.cfg
-    H = cfg.hidden
-    sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
-    states = [(np.zeros(H), np.zeros(H)) for _ in range(cfg.layers)]
-    out = [{} for _ in range(cfg.layers)]
-    y = np.zeros(cfg.vocab_size)  # jordan: the previous output, fed back
-    for c in ids:
-        x = p["embedding.weight"][c]
-        for k in range(cfg.layers):
-            h, cc = states[k]
-            if cfg.cell == "jordan" and k == 0:
-                x = np.tanh(p["rnn.weight_ih_l0"] @ x + p["rnn.bias_ih_l0"] + p["rnn.weight_yh_l0"] @ y
-                            + p["rnn.bias_yh_l0"])
-                out[0].setdefault("h", []).append(x)
-                continue
-            a_x = p[f"rnn.weight_ih_l{k}"] @ x + p[f"rnn.bias_ih_l{k}"]
-            a_h = p[f"rnn.weight_hh_l{k}"] @ h + p[f"rnn.bias_hh_l{k}"]
-            a = a_x + a_h
-            if cfg.cell in ("rnn", "jordan"):
-                h = np.tanh(a)
-                q = {"h": h}
-            elif cfg.cell == "gru":
-                r, z = sig(a[:H]), sig(a[H : 2 * H])
-                n = np.tanh(a_x[2 * H :] + r * a_h[2 * H :])
-                h = (1 - z) * n + z * h
-                q = {"r": r, "z": z, "n": n, "h": h}
-            elif cfg.cell == "cifg":
-                i, g, o = sig(a[:H]), np.tanh(a[H : 2 * H]), sig(a[2 * H :])
-                f = 1 - i
-                cc = f * cc + i * g
-                h = o * np.tanh(cc)
-                q = {"i": i, "f": f, "g": g, "o": o, "c": cc, "h": h}
-            else:
-                pp = p.get(f"rnn.weight_peep_l{k}", np.zeros((3, H)))
-                i = sig(a[:H] + pp[0] * cc)
-                f = sig(a[H : 2 * H] + pp[1] * cc)
-                g = np.tanh(a[2 * H : 3 * H])
-                cc = f * cc + i * g
-                o = sig(a[3 * H :] + pp[2] * cc)
-                h = o * np.tanh(cc)
-                q = {"i": i, "f": f, "g": g, "o": o, "c": cc, "h": h}
-            states[k] = (h, cc)
-            for name, v in q.items():
-                out[k].setdefault(name, []).append(v)
-            x = h
-        z = p["decoder.weight"] @ x + p["decoder.bias"]
-        y = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-    return [{k: np.array(v) for k, v in layer.items()} for layer in out]
-
-
 def test_trace_equals_naive_recomputation(cell):
     m = _model(cell)
     ids = np.random.default_rng(4).integers(0, 9, 10)
     t = m.trace(ids)
     traced, probs = t.layers, t.probs
-    naive = _naive_trace(m, ids)
+    naive, naive_probs = naive_trace(m.params, m.cfg.cell, m.cfg.layers, ids)
     assert [set(layer) for layer in traced] == [set(layer) for layer in naive]
     for k in range(m.cfg.layers):
         for q, v in naive[k].items():
             assert traced[k][q].shape == (10, m.cfg.hidden)
             np.testing.assert_allclose(traced[k][q], v, rtol=1e-10, atol=1e-12, err_msg=f"layer {k} {q}")
-    assert probs.shape == (10, 9)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
-
-
-def test_cifg_forget_is_one_minus_input():
-    m = _model("cifg")
-    traced = m.trace(np.arange(9)).layers
-    for layer in traced:
-        assert np.array_equal(layer["f"], 1.0 - layer["i"])
-
-
-def test_forget_bias_initialised_to_one():
-    m = _model("lstm", dtype="float32", H=6)
-    b = m.params["rnn.bias_ih_l0"] + m.params["rnn.bias_hh_l0"]
-    np.testing.assert_allclose(b[6:12], 1.0)
+    np.testing.assert_allclose(probs, naive_probs, rtol=1e-10, atol=1e-12)
 
 
 def test_dropout_is_inverted_and_off_at_evaluation():
@@ -221,37 +156,6 @@ def test_sum_loss_matches_mean_loss():
     s, _ = m.network.sum_loss(m.params, x, y, m.zero_state(2))
     mean, *_ = m.loss_and_grads(x, y, m.zero_state(2))
     assert s / 14 == pytest.approx(mean, rel=1e-12)
-
-
-def test_schedules_are_pure_functions_of_the_step():
-    assert lr_at(0, 1.0) == lr_at(999, 1.0) == 1.0
-    cos = [lr_at(s, 1.0, "cosine", total_steps=110, warmup=10) for s in range(120)]
-    assert cos[0] == pytest.approx(0.1) and cos[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(cos[10:], cos[11:]))
-    assert cos[110] == pytest.approx(0.1) and cos[119] == pytest.approx(0.1)
-    assert lr_at(2500, 1.0, "step", step_size=1000, gamma=0.5) == 0.25
-
-
-def test_cosine_follows_whichever_budget_is_further_along():
-    """``progress`` (the time budget's) and the step budget: the decay follows the larger."""
-    assert lr_at(50, 1.0, "cosine", total_steps=1000, progress=0.5) == pytest.approx(0.55)
-    assert lr_at(50, 1.0, "cosine", total_steps=100, progress=0.1) == pytest.approx(0.55)
-    assert lr_at(50, 1.0, "cosine", progress=1.0) == pytest.approx(0.1)
-    assert lr_at(5, 1.0, "cosine", warmup=10, progress=0.9) == pytest.approx(0.6)  # warm-up first
-    assert lr_at(50, 1.0, "constant", progress=0.9) == 1.0
-
-
-def test_weight_decay_applies_to_matrices_only():
-    from lstmgen.training import TrainOptions, make_optimizer
-
-    m = _model("peephole", dtype="float32")
-    opt = make_optimizer(TrainOptions(weight_decay=0.1), m)
-    off = 0
-    for name, p in m.params.items():
-        want = 1.0 if p.ndim == 2 and "peep" not in name else 0.0
-        assert np.all(opt.decay_mask[off : off + p.size] == want), name
-        off += p.size
-    assert off == m.flat.size
 
 
 @pytest.mark.parametrize("spread", [1.0, 200.0])

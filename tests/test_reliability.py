@@ -1,55 +1,28 @@
 """Reliability: bad input is one line and writes nothing; kill -9, divergence, write errors and a
-second writer never cost a checkpoint; fuzzed checkpoints and text only ever raise our own errors."""
+second writer never cost a checkpoint. (Fuzzed checkpoints: test_checkpoint; fuzzed text: test_corpus.)"""
 
-import io
 import json
 import os
 import random
 import resource
 import signal
-import subprocess
-import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from typer.testing import CliRunner
+from conftest import SMALL, invoke, popen_cli, run_cli
 
 from lstmgen import checkpoint as ckpt_io
-from lstmgen.cli import app
-from lstmgen.errors import CheckpointError, CorpusError, LstmgenError, VocabError
-from lstmgen.generate import generate
-from lstmgen.model import CharLM
+from lstmgen.errors import CheckpointError
 from lstmgen.synthetic import prose
-from lstmgen.text import Vocab, decode_bytes, read_text
 
-runner = CliRunner()
-SMALL = ["--hidden", "16", "--embed", "8", "--layers", "2", "--batch-size", "4", "--seq-len", "16"]
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "lstmgen", *map(str, args)], capture_output=True, text=True,
-                          timeout=180, **kw)
-
-
-def popen(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "lstmgen", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+run, cli, popen = invoke, run_cli, popen_cli
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("corpus") / "tales.txt"
-    p.write_text(prose(20_000, seed=2), encoding="utf-8")
-    return p
+def corpus(write_prose) -> Path:
+    return write_prose(20_000, seed=2)
 
 
 @pytest.fixture(scope="module")
@@ -281,129 +254,3 @@ def test_second_writer_is_refused_and_a_killed_run_does_not_block(corpus, tmp_pa
     step = ckpt_io.load(out / "latest.npz").meta["train"]["step"]
     r = run("train", "--resume", out, "--max-steps", step + 2)
     assert r.exit_code == 0, r.output
-
-
-# ---------------------------------------------------------------------- 7. fuzzing
-
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture(scope="module")
-def good_bytes(trained) -> bytes:
-    return (trained / "latest.npz").read_bytes()
-
-
-def _load_and_use(tmp_path: Path, data: bytes) -> None:
-    """Load mutated bytes; if it loads, the model must work (validation missed nothing)."""
-    p = tmp_path / "fuzz.npz"
-    p.write_bytes(data)
-    try:
-        ck = ckpt_io.load(p)
-    except CheckpointError:
-        return
-    model = CharLM(ck.config, params=ck.params)
-    text = "".join(generate(model, Vocab(ck.meta["vocab"]), 5, rng=np.random.default_rng(0)))
-    assert len(text) == 5
-
-
-@FUZZ
-@given(cut=st.integers(min_value=0, max_value=10**6), flips=st.lists(st.tuples(st.integers(0, 10**6),
-                                                                               st.integers(1, 255)), max_size=4))
-def test_fuzz_truncated_and_flipped_checkpoints(good_bytes, tmp_path, cut, flips):
-    data = bytearray(good_bytes[: cut % (len(good_bytes) + 1)] if cut % 3 == 0 else good_bytes)
-    for pos, x in flips:
-        if data:
-            data[pos % len(data)] ^= x
-    _load_and_use(tmp_path, bytes(data))
-
-
-@pytest.mark.parametrize("old, new", [(b"(", b"|"), (b")", b"(")])
-def test_damaged_array_header_is_one_checkpoint_error(good_bytes, tmp_path, old, new):
-    """Found by the fuzz test above: NumPy parses an .npy header with ast.literal_eval, so a
-    flipped header byte raised SyntaxError / tokenize.TokenError, not ValueError. (A large
-    member: zipfile checks a member's CRC only once it has read to its end.)"""
-    at = good_bytes.index(old, good_bytes.index(b"'shape': ", good_bytes.index(b"optim.exp_avg.npy")))
-    _load_and_use(tmp_path, good_bytes[:at] + new + good_bytes[at + 1 :])
-
-
-@pytest.mark.parametrize("offset, value", [(10, 99), (8, 0x20), (8, 0x01)])
-def test_damaged_zip_flags_are_one_checkpoint_error(good_bytes, tmp_path, offset, value):
-    """Found by the fuzz test above: a flipped compression method (NotImplementedError), the
-    "compressed patched data" flag (NotImplementedError) or the encryption flag (RuntimeError) in
-    the central directory's entry of a member (offsets from its PK\\x01\\x02 signature)."""
-    data = bytearray(good_bytes)
-    data[good_bytes.index(b"PK\x01\x02") + offset] = value
-    _load_and_use(tmp_path, bytes(data))
-
-
-def _arrays(good_bytes: bytes) -> dict:
-    with np.load(io.BytesIO(good_bytes), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-@FUZZ
-@given(data=st.data())
-def test_fuzz_edited_arrays_and_metadata(good_bytes, tmp_path, data):
-    arrays = _arrays(good_bytes)
-    meta = json.loads(str(arrays["meta.json"]))
-    action = data.draw(st.sampled_from(["drop", "reshape", "retype", "meta", "vocab", "extra"]))
-    key = data.draw(st.sampled_from(sorted(k for k in arrays if k != "meta.json")))
-    if action == "drop":
-        del arrays[key]
-    elif action == "reshape":
-        arrays[key] = np.resize(arrays[key], data.draw(st.lists(st.integers(0, 40), min_size=0, max_size=3)))
-    elif action == "retype":
-        arrays[key] = arrays[key].astype(data.draw(st.sampled_from(["float64", "float16", "int32", "U3", "bool"])))
-    elif action == "meta":
-        section = data.draw(st.sampled_from(["model", "train", "corpus", "format", "format_version", "vocab"]))
-        value = data.draw(st.one_of(st.none(), st.integers(-5, 10**9), st.floats(allow_nan=True),
-                                    st.text(max_size=5), st.lists(st.integers(), max_size=2)))
-        if section == "model" and isinstance(meta.get("model"), dict):
-            meta["model"][data.draw(st.sampled_from(sorted(meta["model"])))] = value
-        else:
-            meta[section] = value
-    elif action == "vocab":
-        meta["vocab"] = data.draw(st.text(min_size=0, max_size=40))
-    else:
-        arrays[data.draw(st.text(min_size=1, max_size=8))] = np.zeros(2)
-    arrays["meta.json"] = np.array(json.dumps(meta))
-    buf = io.BytesIO()
-    try:
-        np.savez(buf, **arrays)
-    except (ValueError, zipfile.LargeZipFile):
-        return
-    _load_and_use(tmp_path, buf.getvalue())
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=200))
-def test_fuzz_corpus_reader_bytes(data):
-    try:
-        text = decode_bytes(data)
-    except CorpusError:
-        return
-    assert not text.startswith("\ufeff")
-    assert text == data.decode("utf-8").removeprefix("\ufeff")
-
-
-@FUZZ
-@given(st.binary(max_size=300))
-def test_fuzz_corpus_files(tmp_path, data):
-    p = tmp_path / "c.txt"
-    p.write_bytes(data)
-    try:
-        read_text(p)
-    except CorpusError:
-        pass
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.text(min_size=1, max_size=60), st.text(max_size=60))
-def test_fuzz_vocabulary(corpus_text, other):
-    v = Vocab.from_text(corpus_text)
-    assert v.decode(v.encode(corpus_text)) == corpus_text
-    try:
-        assert v.decode(v.encode(other)) == other
-    except VocabError as e:
-        assert isinstance(e, LstmgenError)
-        assert set(other) - set(corpus_text)

@@ -16,28 +16,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from lstmgen.synthetic import prose
+from conftest import popen_cli, run_cli
 
 TINY = ["--hidden", "24", "--embed", "8", "--layers", "2", "--batch-size", "8", "--seq-len", "20",
         "--dropout", "0.3", "--dtype", "float64", "--lr-schedule", "constant", "--eval-every", "5"]
 
 
-def cli(*args, timeout=180, **kw):
-    return subprocess.run([sys.executable, "-m", "lstmgen", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, **kw)
+cli = run_cli
 
 
 def popen(*args):
-    return subprocess.Popen([sys.executable, "-m", "lstmgen", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return popen_cli(*args, start_new_session=True)
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("corpus") / "tales.txt"
-    p.write_text(prose(30_000, seed=7), encoding="utf-8")
-    return p
+def corpus(write_prose) -> Path:
+    return write_prose(30_000, seed=7)
 
 
 def train(corpus, out, *extra):
@@ -299,23 +293,3 @@ def test_a_signal_between_agreement_and_decision_keeps_the_workers_in_step(corpu
     reason, step = r.stdout.split()
     assert reason == "SIGTERM" and int(step) >= 4
     assert meta(tmp_path / "run")["train"]["step"] == int(step)
-
-
-def test_a_worker_that_dies_after_arriving_is_a_lost_worker_not_a_broken_pipe():
-    """The coordinator's "go" to a worker killed between its arrival and the reply raises
-    BrokenPipeError; it must be reported as that worker lost (exit 1), never taken for a closed
-    stdout (which the CLI ends quietly with exit 0). Seen once in CI as a silent exit 0."""
-    from types import SimpleNamespace
-
-    from lstmgen.parallel import LocalGroup, WorkerLost
-
-    class Dead:
-        def send_bytes(self, _):
-            raise BrokenPipeError(32, "Broken pipe")
-
-    group = LocalGroup.__new__(LocalGroup)
-    group.rank, group.conns = 0, [Dead()]
-    group.procs = [SimpleNamespace(name="lstmgen-worker-1", pid=12345, exitcode=-9, join=lambda t: None)]
-    group._gather_arrivals = lambda: None
-    with pytest.raises(WorkerLost, match="worker 1 .*SIGKILL"):
-        group._barrier()
