@@ -43,10 +43,12 @@ class Checkpoint:
 
 
 def config_from_meta(meta: dict) -> ModelConfig:
+    """The model a checkpoint's metadata records (dtype and direction, absent from the earliest
+    checkpoints: ModelConfig's defaults, the one place they are written)."""
     m = meta["model"]
     return ModelConfig(vocab_size=len(meta["vocab"]), cell=m["cell"], layers=int(m["layers"]),
                        hidden=int(m["hidden"]), embed=int(m["embed"]), dropout=float(m["dropout"]),
-                       dtype=m.get("dtype", "float32"), direction=m.get("direction", "fwd"))
+                       dtype=m.get("dtype", ModelConfig.dtype), direction=m.get("direction", ModelConfig.direction))
 
 
 def resolve(path: str | Path) -> Path:

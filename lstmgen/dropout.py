@@ -14,7 +14,8 @@ _MASK64 = (1 << 64) - 1
 
 
 class RowStreams:
-    """Stands in for a ``numpy.random.Generator`` in ``model.forward``: ``random(shape, dtype)``.
+    """Stands in for a ``numpy.random.Generator`` in the networks' forward passes
+    (``networks.layers.dropout_mask``): ``random(shape, dtype)``.
 
     ``shape`` is (..., b) with the batch rows last (the model's (H, T, B) layout); column j
     belongs to global row ``row0 + j``. Call ``at(step)`` before each step's forward.

@@ -73,7 +73,8 @@ def page_data(trace: Trace, vocab_chars: str, summary: str, top_k: int = 5, rank
              "mostly_left": s.mostly_left, "mostly_right": s.mostly_right} for s in saturation(trace)]
     return {
         "text": trace.text, "T": trace.T, "H": trace.H, "cell": trace.cell, "summary": summary,
-        "direction": trace.direction, "layer_names": names, "stack_layers": len(trace.layers),
+        "direction": trace.direction, "both_sides": trace.both_sides, "layer_names": names,
+        "stack_layers": len(trace.layers),
         "vocab": vocab_chars, "layers": layers,
         "top_ids": ids.astype(int).tolist(), "top_p": np.round(probs.astype(np.float64), 4).tolist(),
         "surprisal": [None if not math.isfinite(s) else round(float(s), 3) for s in surprisal],

@@ -250,6 +250,39 @@ def export_csv(path: str | Path, trace: Trace) -> None:
     _write(path, write, text=True)
 
 
+def inspect_json(trace: Trace, vocab: Vocab, ck, layer: int, units, shown_q, quantity: str, rank_by: str, top_k: int,
+                 sats, found, param_rows, source: str) -> dict:
+    """``inspect --json``: the view's data as one document (docs/FORMAT.md)."""
+    cfg = ck.config
+    top_ids, top_p = trace.top_predictions(top_k)
+    bits = trace.surprisal_bits()
+    steps = []
+    for t in range(trace.T):
+        vals = {q: (trace.layers[layer][q][t].mean() if units is None else trace.layers[layer][q][t][units]).tolist()
+                for q in shown_q}
+        steps.append({"t": t, "char": trace.text[t], "values": vals,
+                      "top": [[vocab.chars[int(i)], float(p)] for i, p in zip(top_ids[t], top_p[t])],
+                      "surprisal_bits": None if t + 1 >= trace.T else float(bits[t])})
+    doc = {
+        "model": {**cfg.to_dict(), "step": ck.meta.get("train", {}).get("step")},
+        "source": source, "text": trace.text, "warmup": trace.warmup, "layer": layer,
+        "units": units, "unit_values": "mean over units" if units is None else "per unit", "quantity": quantity,
+        "rank_by": rank_by, "steps": steps,
+        "saturation": [{"layer": s.layer, "gate": s.gate, "left": float(s.left.mean()), "right": float(s.right.mean()),
+                        "mostly_left": s.mostly_left, "mostly_right": s.mostly_right,
+                        "left_per_unit": s.left.tolist(), "right_per_unit": s.right.tolist()} for s in sats],
+    }
+    if found is not None:
+        doc["probe"] = {"label": found.label.name, "description": found.label.description,
+                        "measure": "auc" if found.label.binary else "correlation", "chance": found.chance,
+                        "ranking": [{"layer": u.layer, "quantity": u.quantity, "unit": u.unit, "score": u.score,
+                                     "strength": u.strength} for u in found.ranking[:50]]}
+    if param_rows is not None:
+        doc["params"] = [{"name": r.name, "shape": list(r.shape), "count": r.count, "mean": r.mean, "std": r.std,
+                          "norm": r.norm, "block": r.block} for r in param_rows]
+    return doc
+
+
 def _write(path: str | Path, fill: Callable, text: bool = False) -> None:
     p = Path(path)
     try:

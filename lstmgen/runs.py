@@ -119,7 +119,7 @@ def summarise(run: Path) -> RunSummary:
         return s
     tr = meta.get("train", {})
     s.cell, s.layers, s.hidden, s.model = cfg.cell, cfg.layers, cfg.hidden, cfg.summary()
-    s.direction = meta.get("model", {}).get("direction", "fwd")
+    s.direction = cfg.direction
     s.params = network_for(cfg).num_params()
     s.step, s.epoch = tr.get("step", s.step), tr.get("epoch", s.epoch)
     s.workers = tr.get("workers")

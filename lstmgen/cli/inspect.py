@@ -144,7 +144,7 @@ def inspect(
     chosen, heat_units, sats, found, param_rows = _analyses(trace, model, layer, quantity, rank_by, chosen,
                                                             top_units, probe_spec, params)
     if as_json:
-        print(json.dumps(_inspect_json(trace, vocab, ck, layer, chosen, shown_q, quantity, rank_by, top_k, sats,
+        print(json.dumps(probe.inspect_json(trace, vocab, ck, layer, chosen, shown_q, quantity, rank_by, top_k, sats,
                                        found, param_rows, source), allow_nan=False))
     summary = shown(probe.summary(cfg, ck.meta, trace, source, warmup))
     if html is not None:
@@ -300,37 +300,3 @@ def _print_view(model, vocab, ck, trace, summary, stack, layer, chosen, heat_uni
                 product.print(view.heatmap(trace, u.layer, u.quantity, u.unit, start, heat_chars,
                                            title=f"layer {u.layer} {u.quantity}[{u.unit}] ({found.label.name} "
                                                  f"{u.score:+.3f})"))
-
-
-def _inspect_json(trace, vocab, ck, layer, units, shown_q, quantity, rank_by, top_k, sats, found, param_rows,
-                  source) -> dict:
-    cfg = ck.config
-    top_ids, top_p = trace.top_predictions(top_k)
-    bits = trace.surprisal_bits()
-    steps = []
-    for t in range(trace.T):
-        vals = {q: (trace.layers[layer][q][t].mean() if units is None else trace.layers[layer][q][t][units]).tolist()
-                for q in shown_q}
-        steps.append({"t": t, "char": trace.text[t], "values": vals,
-                      "top": [[vocab.chars[int(i)], float(p)] for i, p in zip(top_ids[t], top_p[t])],
-                      "surprisal_bits": None if t + 1 >= trace.T else float(bits[t])})
-    doc = {
-        "model": {**cfg.to_dict(), "step": ck.meta.get("train", {}).get("step")},
-        "source": source, "text": trace.text, "warmup": trace.warmup, "layer": layer,
-        "units": units, "unit_values": "mean over units" if units is None else "per unit", "quantity": quantity,
-        "rank_by": rank_by, "steps": steps,
-        "saturation": [{"layer": s.layer, "gate": s.gate, "left": float(s.left.mean()), "right": float(s.right.mean()),
-                        "mostly_left": s.mostly_left, "mostly_right": s.mostly_right,
-                        "left_per_unit": s.left.tolist(), "right_per_unit": s.right.tolist()} for s in sats],
-    }
-    if found is not None:
-        doc["probe"] = {"label": found.label.name, "description": found.label.description,
-                        "measure": "auc" if found.label.binary else "correlation", "chance": found.chance,
-                        "ranking": [{"layer": u.layer, "quantity": u.quantity, "unit": u.unit, "score": u.score,
-                                     "strength": u.strength} for u in found.ranking[:50]]}
-    if param_rows is not None:
-        doc["params"] = [{"name": r.name, "shape": list(r.shape), "count": r.count, "mean": r.mean, "std": r.std,
-                          "norm": r.norm, "block": r.block} for r in param_rows]
-    return doc
-
-

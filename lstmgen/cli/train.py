@@ -42,6 +42,10 @@ D = TrainOptions()  # the defaults, as the help shows them
 
 
 # options declared here, used by ``train`` (whose signature is long enough)
+ValChars = Annotated[int | None, typer.Option("--val-chars", metavar="N", min=0, help="Characters of the held-out "
+                                              "tail each validation reads: evenly spaced spans, the same every "
+                                              f"time; 0: all of it. (default {D.val_chars:,})",
+                                              rich_help_panel=P_DATA)]
 Resume = Annotated[Path | None, typer.Option("--resume", metavar="DIR", help="Continue the run in this directory "
                                              "exactly.", rich_help_panel=P_RUN)]
 InitFrom = Annotated[Path | None, typer.Option("--init-from", metavar="CKPT", help="Start from this checkpoint's "
@@ -91,6 +95,7 @@ def train(
                                                    rich_help_panel=P_DATA)] = None,
     val_frac: Annotated[float | None, typer.Option(metavar="X", help="Held-out tail of the corpus. "
                                                    f"(default {D.val_frac:g})", rich_help_panel=P_DATA)] = None,
+    val_chars: ValChars = None,
     optimizer: Annotated[str | None, typer.Option(metavar="NAME",
                                                   help=f"{', '.join(OPTIMIZERS)}. (default {D.optimizer})",
                                                   rich_help_panel=P_OPT)] = None,
@@ -135,10 +140,10 @@ def train(
 ):
     """Train a character-level model on text files (or folders of them), on every core."""
     given = {
-        "cell": cell, "direction": direction, "layers": layers, "hidden": hidden, "embed": embed,
-        "dropout": dropout, "dtype": dtype,
-        "seq_len": seq_len, "batch_size": batch_size, "val_frac": val_frac, "optimizer": optimizer, "lr": lr,
-        "lr_schedule": lr_schedule, "warmup": warmup, "weight_decay": weight_decay, "grad_clip": grad_clip,
+        "cell": cell, "direction": direction, "layers": layers, "hidden": hidden, "embed": embed, "dropout": dropout,
+        "dtype": dtype, "seq_len": seq_len, "batch_size": batch_size, "val_frac": val_frac, "val_chars": val_chars,
+        "optimizer": optimizer, "lr": lr, "lr_schedule": lr_schedule, "warmup": warmup, "weight_decay": weight_decay,
+        "grad_clip": grad_clip,
         "seed": seed, "max_steps": max_steps, "epochs": epochs, "max_time": parse_duration(max_time),
         "eval_every": eval_every, "patience": patience, "sample_every": sample_every, "workers": workers,
     }
@@ -216,6 +221,17 @@ def _budget(o) -> str:
     return " or ".join(parts) + (" (whichever first)" if len(parts) > 1 else "") if parts else "none (until Ctrl-C)"
 
 
+def _validation(trainer) -> str:
+    """What each validation reads, in words: all of the held-out tail, or how much of it."""
+    held = len(trainer.val_ids)
+    if held < 2:
+        return "no validation (--val-frac 0)"
+    n = trainer.val_rows[0].size
+    if n < held - 1 - trainer.val_rows[0].shape[0]:  # (each row loses at most one target to the split)
+        return f"validation: {n:,} of {held:,} held-out chars, the same each time (--val-chars 0: all)"
+    return f"validation: all {held:,} held-out chars"
+
+
 def _follow(world, threads: int | None) -> None:
     """An MPI rank other than 0: join rank 0's run, train, print nothing (rank 0 reports)."""
     bp = world.bcast(None)
@@ -269,7 +285,7 @@ def _train_loop(trainer, group, resumed: bool) -> Path:
         f"{trainer.model.network.description}, "
         f"embed {cfg.embed}, dropout {cfg.dropout:g}, {trainer.model.num_params:,} params, {cfg.dtype} | "
         f"batch {trainer.B}×{trainer.T}, {o.optimizer} lr {o.lr:g} ({o.lr_schedule}) | {workers} | "
-        f"budget: {_budget(o)} | "
+        f"budget: {_budget(o)} | {_validation(trainer)} | "
         f"run dir {safe(trainer.run_dir)}"
     )
     total = trainer.total_steps

@@ -10,6 +10,18 @@ import numpy as np
 from lstmgen.model import CharLM
 
 
+def validation_rows(network, val_ids: np.ndarray, streams: int, chunk: int,
+                    limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """What each validation reads: the held-out tail cut into ≤ ``streams`` rows x, y (S, n), each read
+    from a zero state; with ``limit`` > 0 each row cut to its first limit ÷ S characters — evenly spaced
+    spans of the whole tail, the same at every evaluation, so that best.npz stays comparable."""
+    x, y = network.eval_rows(val_ids, streams, chunk)
+    if limit and x.size > limit:
+        n = max(1, limit // x.shape[0])
+        x, y = x[:, :n], y[:, :n]
+    return x, y
+
+
 def evaluate_ids(model: CharLM, ids: np.ndarray, streams: int = 1, chunk: int = 256,
                  should_stop: Callable[[], bool] | None = None) -> float:
     """Mean −ln p(x_t | x_<t) over ids split into ``streams`` rows, each from a zero state.

@@ -8,6 +8,7 @@ periodic validation, metrics and checkpoints.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -28,7 +29,7 @@ from lstmgen.rundir import RunLock
 from lstmgen.runs import read_metrics
 from lstmgen.text import BatchStream, fit_batch, split
 from lstmgen.training.collectives import STOPS, agree, gather_state, sum_gradients
-from lstmgen.training.evaluation import divergence
+from lstmgen.training.evaluation import divergence, validation_rows
 from lstmgen.training.options import MODEL_KEYS, TrainOptions, suggested_lr
 from lstmgen.version import __version__
 
@@ -179,12 +180,17 @@ class Trainer:
                      warmup=self.opts.warmup, progress=self.time_progress())
 
     # ------------------------------------------------------------------ evaluation
+    @functools.cached_property
+    def val_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """The held-out rows every validation reads (``--val-chars`` of the tail; 0: all of it)."""
+        return validation_rows(self.model.network, self.val_ids, self.B, self.T, self.opts.val_chars)
+
     def evaluate(self) -> float | None:
-        """Mean loss over the whole held-out tail, in parallel streams from a fresh state
+        """Mean loss over the validation rows (``val_rows``), in parallel streams from a fresh state
         (with workers: each worker its block of the streams, the sums added up)."""
         if len(self.val_ids) < 2:
             return None
-        x, y = self.model.network.eval_rows(self.val_ids, streams=self.B, chunk=self.T)
+        x, y = self.val_rows
         block = self.group.rows(x.shape[0])
         sums = self.model.sum_losses(x[block], y[block], chunk=self.T, should_stop=self._interrupted)
         if sums is None:

@@ -36,6 +36,9 @@ class TrainOptions:
     weight_decay: float = 0.0
     grad_clip: float = 5.0
     val_frac: float = 0.05
+    # characters of the held-out tail each validation reads (evenly spaced spans, the same every time);
+    # 0: the whole tail. Bounded so that a large corpus trains rather than validates (benchmarks/RESULTS.md)
+    val_chars: int = 200_000
     eval_every: int = 200
     max_steps: int | None = None
     epochs: int | None = 20
@@ -56,6 +59,8 @@ class TrainOptions:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.val_frac < 1:
             raise ConfigError(f"--val-frac must be in [0, 1), got {self.val_frac}")
+        if self.val_chars is None or self.val_chars < 0:
+            raise ConfigError(f"--val-chars must be ≥ 0 (0: the whole held-out tail), got {self.val_chars}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"--lr must be a finite number > 0, got {self.lr}")
         for name in ("weight_decay", "grad_clip"):

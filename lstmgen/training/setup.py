@@ -92,7 +92,7 @@ def _resume(run: Path, corpus: list[Path] | None, overrides: dict, lock: RunLock
             on_bytes: Callable[[int], None] | None, glob: str | None = None) -> Trainer:
     ck = ckpt_io.load(run / "latest.npz")
     opts = _recorded_options(ck.meta)
-    fixed = set(MODEL_KEYS) | {"seq_len", "batch_size", "val_frac", "seed", "optimizer"}
+    fixed = set(MODEL_KEYS) | {"seq_len", "batch_size", "val_frac", "val_chars", "seed", "optimizer"}
     if any(overrides.get(k) is not None for k in BUDGETS):  # a budget given anew replaces the recorded one
         for k in BUDGETS:
             setattr(opts, k, None)
@@ -109,9 +109,11 @@ def _resume(run: Path, corpus: list[Path] | None, overrides: dict, lock: RunLock
 
 
 def _recorded_options(meta: dict) -> TrainOptions:
-    """The training options a checkpoint recorded (keys this version does not know are ignored)."""
+    """The training options a checkpoint recorded (keys this version does not know are ignored; a run
+    from before --val-chars validated on its whole held-out tail, and goes on doing so)."""
     known = {f.name for f in fields(TrainOptions)}
-    return TrainOptions(**{k: v for k, v in meta.get("train", {}).items() if k in known})
+    recorded = {"val_chars": 0} | meta.get("train", {})
+    return TrainOptions(**{k: v for k, v in recorded.items() if k in known})
 
 
 def _trainer_from(run: Path, ck: ckpt_io.Checkpoint, opts: TrainOptions, corpus: Corpus, lock: RunLock | None,
