@@ -111,22 +111,33 @@ def _steps(cfg, params, x0: np.ndarray, state, masks):
     ys[:, 0] = state[0][1]
     a = np.empty((H, B), dtype=dt)
     for t in range(T):
-        np.matmul(w_yh, ys[:, t], out=a)  # the fed-back output
-        a += x0[:, t]
-        h = np.tanh(a, out=hs[0][:, t + 1])
+        h = _layer0_step(w_yh, ys[:, t], x0[:, t], a, hs[0][:, t + 1])
         out = np.multiply(h, masks[0][:, t], out=tops[0][:, t]) if masks else _copy(h, tops[0][:, t])
         for k in range(1, L):
-            np.matmul(params[f"rnn.weight_ih_l{k}"], out, out=a)
-            a += np.matmul(params[f"rnn.weight_hh_l{k}"], hs[k][:, t])
-            a += params[f"rnn.bias_ih_l{k}"][:, None]
-            a += params[f"rnn.bias_hh_l{k}"][:, None]
-            h = np.tanh(a, out=hs[k][:, t + 1])
+            h = _elman_step(params, k, out, hs[k][:, t], a, hs[k][:, t + 1])
             out = np.multiply(h, masks[k][:, t], out=tops[k][:, t]) if masks else _copy(h, tops[k][:, t])
         z = np.matmul(w_dec, out, out=logits[:, t])
         z += b_dec
         softmax(z, out=ys[:, t + 1])
     new_state = [(hs[0][:, T].copy(), ys[:, T].copy())] + [(hs[k][:, T].copy(),) for k in range(1, L)]
     return logits.reshape(V, T * B), new_state, (hs, tops, ys, masks)
+
+
+def _layer0_step(w_yh, y, x0_t, a, out):
+    """Layer 0 for one step: out = tanh(W_yh y_{t−1} + x0_t) (x0_t: W_ih x_t + b_ih + b_yh), scratch a (H, B)."""
+    np.matmul(w_yh, y, out=a)  # the fed-back output
+    a += x0_t
+    return np.tanh(a, out=out)
+
+
+def _elman_step(params, k: int, x, h_prev, a, out):
+    """Layer k ≥ 1 for one step: out = tanh(W_ih x + W_hh h_prev + b_ih + b_hh), scratch a (H, B).
+    ``out`` may be ``h_prev`` (the stepper updates its state in place)."""
+    np.matmul(params[f"rnn.weight_ih_l{k}"], x, out=a)
+    a += np.matmul(params[f"rnn.weight_hh_l{k}"], h_prev)
+    a += params[f"rnn.bias_ih_l{k}"][:, None]
+    a += params[f"rnn.bias_hh_l{k}"][:, None]
+    return np.tanh(a, out=out)
 
 
 def _copy(src, dst):
@@ -195,6 +206,7 @@ class JordanStepper:
         self.table = np.ascontiguousarray(input_table(p, layer0_bias(p)).T)  # (V, H): a row per id, biases in
         self.h = [np.zeros((cfg.hidden, batch), dtype=cfg.np_dtype) for _ in range(cfg.layers)]
         self.y = np.zeros((cfg.vocab_size, batch), dtype=cfg.np_dtype)
+        self.a = np.empty((cfg.hidden, batch), dtype=cfg.np_dtype)  # scratch
         self.logits_buf = np.empty((cfg.vocab_size, batch), dtype=cfg.np_dtype)
 
     @property
@@ -210,12 +222,9 @@ class JordanStepper:
         """Feed ids (B,) (or one int at B = 1); return the next-character logits (B, V)."""
         p = self.p
         x0 = self.table[ids][:, None] if isinstance(ids, int) else self.table[np.asarray(ids).reshape(self.batch)].T
-        a = p["rnn.weight_yh_l0"] @ self.y + x0
-        np.tanh(a, out=self.h[0])
-        for k in range(1, self.cfg.layers):
-            a = p[f"rnn.weight_ih_l{k}"] @ self.h[k - 1] + p[f"rnn.weight_hh_l{k}"] @ self.h[k]
-            a += (p[f"rnn.bias_ih_l{k}"] + p[f"rnn.bias_hh_l{k}"])[:, None]
-            np.tanh(a, out=self.h[k])
+        _layer0_step(p["rnn.weight_yh_l0"], self.y, x0, self.a, self.h[0])
+        for k in range(1, self.cfg.layers):  # the same steps as the sequence forward
+            _elman_step(p, k, self.h[k - 1], self.h[k], self.a, self.h[k])
         np.matmul(p["decoder.weight"], self.h[-1], out=self.logits_buf)
         self.logits_buf += p["decoder.bias"][:, None]
         self.y[...] = self.logits_buf
