@@ -1,4 +1,5 @@
-"""The data behind ``inspect``: gate traces, saturation, unit ranking, pattern probes, exports.
+"""The data behind ``inspect``: gate traces, saturation, unit ranking, parameters, exports (pattern
+probes: ``probes``).
 
 Everything here is computation on a model and a text; rendering lives in ``view.py``.
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmgen.cells import CELLS
 from lstmgen.config import ModelConfig
 from lstmgen.corpus import corpus_label, held_out_text
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
@@ -24,7 +26,8 @@ from lstmgen.model import CharLM
 from lstmgen.networks import network_for
 from lstmgen.text import Vocab
 
-SIGMOID = frozenset("ifozr")  # values in (0, 1); g, n, h in (−1, 1); c unbounded
+# the quantities with values in (0, 1), from the cell table (i f o z r); g, n, h lie in (−1, 1), c is unbounded
+SIGMOID = frozenset("".join(spec.sigmoid for spec in CELLS.values()))
 RANK_BY = ("variance", "saturation", "mean")
 LEFT, RIGHT = 0.1, 0.9
 

@@ -39,6 +39,10 @@ def test_the_table_is_consistent(cell):
     assert list(traced) == list(spec.quantities)  # what inspect shows, in the table's order
     assert all(v.shape == (T, H, B) for v in traced.values())
     np.testing.assert_array_equal(traced["h"][-1], final[0])
+    assert set(spec.sigmoid) <= set(spec.quantities)  # what inspect measures saturation on
+    for q, v in traced.items():
+        lo, hi = (0.0, 1.0) if q in spec.sigmoid else (-1.0, 1.0)
+        assert q == "c" or (lo <= v.min() and v.max() <= hi), q
 
 
 @pytest.mark.parametrize("cell", list(CELLS))

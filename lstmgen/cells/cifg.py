@@ -96,5 +96,5 @@ def _step(a, ah, h, c, rec, s):  # the stepper's step: a = W_ih x + W_hh h + b, 
 
 
 SPEC = CellSpec(name="cifg", gates=3, states=("h", "c"), quantities=("i", "f", "g", "o", "c", "h"),
-                gate_blocks="igo", keep_gate="f", forward=cifg_forward, backward=cifg_backward, step=_step,
-                trace=cifg_trace, init_bias=coupled_bias)
+                gate_blocks="igo", keep_gate="f", sigmoid="ifo", forward=cifg_forward, backward=cifg_backward,
+                step=_step, trace=cifg_trace, init_bias=coupled_bias)

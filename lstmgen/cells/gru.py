@@ -103,5 +103,5 @@ def _step(a, ah, h, c, rec, s):  # the stepper's step: a = W_ih x + b, ah = W_hh
 
 
 SPEC = CellSpec(name="gru", gates=3, states=("h",), quantities=("r", "z", "n", "h"), gate_blocks="rzn",
-                keep_gate="z", forward=gru_forward, backward=gru_backward, step=_step, trace=gru_trace,
+                keep_gate="z", sigmoid="rz", forward=gru_forward, backward=gru_backward, step=_step, trace=gru_trace,
                 fused_step=False, recurrent={"w_hh": "weight_hh", "b_hh": "bias_hh"}, bias_kept=1)

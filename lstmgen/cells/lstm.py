@@ -99,5 +99,5 @@ def _step(a, ah, h, c, rec, s):  # the stepper's step: a = W_ih x + W_hh h + b, 
 
 
 SPEC = CellSpec(name="lstm", gates=4, states=("h", "c"), quantities=("i", "f", "g", "o", "c", "h"),
-                gate_blocks="ifgo", keep_gate="f", forward=lstm_forward, backward=lstm_backward, step=_step,
-                trace=lstm_trace, init_bias=forget_bias)
+                gate_blocks="ifgo", keep_gate="f", sigmoid="ifo", forward=lstm_forward, backward=lstm_backward,
+                step=_step, trace=lstm_trace, init_bias=forget_bias)

@@ -109,6 +109,6 @@ def _step(a, ah, h, c, rec, s):  # the stepper's step: a = W_ih x + W_hh h + b, 
 
 
 SPEC = CellSpec(name="peephole", gates=4, states=("h", "c"), quantities=("i", "f", "g", "o", "c", "h"),
-                gate_blocks="ifgo", keep_gate="f", forward=peephole_forward, backward=peephole_backward,
-                step=_step, trace=lstm_trace, init_bias=forget_bias,
+                gate_blocks="ifgo", keep_gate="f", sigmoid="ifo", forward=peephole_forward,
+                backward=peephole_backward, step=_step, trace=lstm_trace, init_bias=forget_bias,
                 recurrent={"w_hh": "weight_hh", "peep": "weight_peep"}, extra={"weight_peep": "ifo"})

@@ -57,5 +57,5 @@ def _step(a, ah, h, c, rec, s):  # the stepper's step: a = W_ih x + W_hh h + b
     rnn_step(a, h)
 
 
-SPEC = CellSpec(name="rnn", gates=1, states=("h",), quantities=("h",), gate_blocks="h", keep_gate=None,
+SPEC = CellSpec(name="rnn", gates=1, states=("h",), quantities=("h",), gate_blocks="h", keep_gate=None, sigmoid="",
                 forward=rnn_forward, backward=rnn_backward, step=_step, trace=rnn_trace)
