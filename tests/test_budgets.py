@@ -54,3 +54,10 @@ def test_resume_with_a_new_budget_drops_the_recorded_ones(corpus, tmp_path):
 
     r = train("--resume", run)  # nothing given: the recorded budget (3 more steps, now spent)
     assert f"budget: {m['step'] + 3:,} steps" in r.stderr
+
+
+def test_a_run_stopped_before_its_first_step_names_only_what_it_saved(corpus, tmp_path):
+    r = train(corpus, "--out", tmp_path / "r", "--max-time", "0.000001s")
+    assert r.exit_code == 0, r.output
+    assert "after 0 steps" in r.stderr and "latest.npz" in r.stderr and "best.npz" not in r.stderr  # (it said both)
+    assert (tmp_path / "r" / "latest.npz").exists() and not (tmp_path / "r" / "best.npz").exists()

@@ -327,8 +327,9 @@ def _train_loop(trainer, group, resumed: bool) -> Path:
         raise typer.Exit(INTERRUPTED[summary.stop_reason])
     best = summary.best_val_loss
     best_s = f"best val loss {best:.4f} ({best / LN2:.3f} bits/char)" if best is not None else "no validation"
+    saved = " and ".join(n for n in ("best.npz", "latest.npz") if (summary.run_dir / n).exists())
     err.print(f"[green]done[/] ({summary.stop_reason}) after {summary.step} steps, {summary.epoch} epochs: "
-              f"{best_s}; saved {where}/best.npz and latest.npz")
+              f"{best_s}; saved {where}/{saved}")
     err.print(f"curves: lstmgen plot {where}   all runs: lstmgen runs {safe(summary.run_dir.parent)}")
     return summary.run_dir
 
