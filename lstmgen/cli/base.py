@@ -19,10 +19,10 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from lstmgen import checkpoint as ckpt_io
-from lstmgen.errors import LstmgenError
+from lstmgen.errors import ConfigError, LstmgenError
 from lstmgen.model import CharLM
 from lstmgen.terminal import shown
-from lstmgen.text import Vocab
+from lstmgen.text import Vocab, named_corpus, read_text
 from lstmgen.threads import set_threads
 from lstmgen.version import __version__
 
@@ -220,6 +220,17 @@ def use_threads(n: int | None) -> None:
 def check_choice(flag: str, value: str | None, choices) -> None:
     if value is not None and value not in choices:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=flag)
+
+
+def given_text(text: str | None, file: Path | None, what: str) -> tuple[str | None, str | None]:
+    """--text or --file (@default, @structured: a bundled corpus): (the text, where it came from), or
+    (None, None) when neither was given; both at once is a usage error."""
+    if text is not None and file is not None:
+        raise ConfigError("--text and --file cannot be combined")
+    if file is not None:
+        file = named_corpus(file)
+        return read_text(file, what), str(file)
+    return (text, "--text") if text is not None else (None, None)
 
 
 def load_model(path: Path) -> tuple[CharLM, Vocab, ckpt_io.Checkpoint]:

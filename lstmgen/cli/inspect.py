@@ -19,6 +19,7 @@ from lstmgen.cli.base import (
     boundary,
     check_choice,
     err,
+    given_text,
     load_model,
     out,
     safe,
@@ -27,7 +28,6 @@ from lstmgen.cli.base import (
 from lstmgen.errors import ConfigError, CorpusError, LstmgenError
 from lstmgen.memory import PAGE_DISTANCE, influence
 from lstmgen.terminal import shown
-from lstmgen.text import named_corpus, read_text
 
 P_TEXT = "Text"
 P_SHOW = "What to show"
@@ -223,8 +223,6 @@ def _checked(model, layer, quantity, quantities, rank_by, units, top_units, top_
         raise ConfigError("--units and --top-units cannot be combined")
     if chosen is not None and any(not 0 <= j < cfg.hidden for j in chosen):
         raise typer.BadParameter(f"units are 0 … {cfg.hidden - 1} in this model", param_hint="--units")
-    if text is not None and file is not None:
-        raise ConfigError("--text and --file cannot be combined")
     if probe_spec is not None:
         probes.parse_probe(probe_spec)  # the spec's syntax, before any work
     check_choice("--dir", stack, ("fwd", "bwd"))
@@ -238,18 +236,14 @@ def _checked(model, layer, quantity, quantities, rank_by, units, top_units, top_
 def _text_to_read(ck, model, vocab, text, file, max_chars, warmup, warmup_chars, start) -> tuple[str, str, str]:
     """The text to inspect, its warm-up and where it came from: --text, --file, else the corpus's
     held-out tail (or, without the corpus, a sample of the model)."""
-    if text is not None:
-        source = "--text"
+    text, source = given_text(text, file, "inspect")
+    if text is None:
+        text, source = probe.default_text(ck.meta, model, vocab)
     elif file is not None:
-        file = named_corpus(file)
-        text = read_text(file, "inspect")
-        source = str(file)
         if len(text) > max_chars + warmup_chars:
             err.print(f"[yellow]warning:[/] using the first {max_chars + warmup_chars:,} of {len(text):,} "
                       "characters (--max-chars)")
             text = text[: max_chars + warmup_chars]
-    else:
-        text, source = probe.default_text(ck.meta, model, vocab)
     if warmup_chars:
         warmup, text = warmup + text[:warmup_chars], text[warmup_chars:]
     if not text:

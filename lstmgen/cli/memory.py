@@ -11,12 +11,11 @@ import typer
 from rich.table import Table
 
 from lstmgen import chart, probe
-from lstmgen.cli.base import Threads, app, boundary, err, load_model, out, safe, use_threads
+from lstmgen.cli.base import Threads, app, boundary, err, given_text, load_model, out, safe, use_threads
 from lstmgen.cli.runs import STYLES, grid_text, write_picture
 from lstmgen.errors import ConfigError, LstmgenError
 from lstmgen.memory import report
 from lstmgen.runs import Curve
-from lstmgen.text import named_corpus, read_text
 
 SHOWN_AT = (1, 5, 10, 20, 50)
 
@@ -49,19 +48,15 @@ def memory(
     zero state, without dropout); without --text or --file, the text inspect shows by default.
     """
     use_threads(threads)
-    if text is not None and file is not None:
-        raise ConfigError("--text and --file cannot be combined")
     if out_file is not None and out_file.suffix.lower() not in (".svg", ".html", ".htm"):
         raise ConfigError(f"--out {out_file}: write a .svg or .html file")
     if out_file is not None and not out_file.resolve().parent.is_dir():  # before the work, not after
         raise LstmgenError(f"cannot write {out_file}: no directory {out_file.resolve().parent}")
-    if file is not None:
-        file = named_corpus(file)
-        text = read_text(file, "memory")
+    text, given_source = given_text(text, file, "memory")
     results = []
     for ck_path in ckpts:
         model, vocab, ck = load_model(ck_path)
-        used, source = (text, "--text" if file is None else str(file)) if text is not None else \
+        used, source = (text, given_source) if text is not None else \
             probe.default_text(ck.meta, model, vocab, n_chars=max_chars)
         used = used[:max_chars]
         ids = vocab.encode(used, f"the text for {ck_path}")
