@@ -65,7 +65,8 @@ class Model:
 
     @property
     def network(self) -> CharLM:
-        """The network itself (parameters as NumPy arrays in ``.params``), for experiments."""
+        """The model underneath, for experiments: a ``CharLM`` (parameters as NumPy arrays in ``.params``;
+        its own ``.network`` is the network kind that computes with them, ``lstmgen.networks``)."""
         return self._model
 
     def __repr__(self) -> str:

@@ -114,13 +114,13 @@ def summarise(run: Path) -> RunSummary:
     try:
         meta = read_meta(ckpt)
         cfg = config_from_meta(meta)
+        s.params = network_for(cfg).num_params()  # (refuses what cannot be built: one row's problem)
     except LstmgenError as e:
         s.problem = str(e)
         return s
     tr = meta.get("train", {})
     s.cell, s.layers, s.hidden, s.model = cfg.cell, cfg.layers, cfg.hidden, cfg.summary()
     s.direction = cfg.direction
-    s.params = network_for(cfg).num_params()
     s.step, s.epoch = tr.get("step", s.step), tr.get("epoch", s.epoch)
     s.workers = tr.get("workers")
     best = tr.get("best_val_loss")

@@ -102,7 +102,40 @@ def test_peephole_weights_get_gradients():
         assert np.all(np.abs(grads[f"rnn.weight_peep_l{k}"]) > 0)
 
 
-''' + open("/tmp/cell_tests.py").read().rstrip() + '''
+def test_cifg_forget_is_one_minus_input():
+    m = _model("cifg")
+    traced = m.trace(np.arange(9)).layers
+    for layer in traced:
+        assert np.array_equal(layer["f"], 1.0 - layer["i"])
+
+
+def test_forget_bias_initialised_to_one():
+    m = _model("lstm", dtype="float32", H=6)
+    b = m.params["rnn.bias_ih_l0"] + m.params["rnn.bias_hh_l0"]
+    np.testing.assert_allclose(b[6:12], 1.0)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_the_bias_initialisation_is_the_tables(cell):
+    """PyTorch's uniform initialisation, then the cell's own (``init_bias``) on every layer and stack."""
+    spec = CELLS[cell]
+    for direction in ("fwd", "bi"):
+        m = CharLM(ModelConfig(vocab_size=9, cell=cell, layers=2, hidden=6, embed=5, direction=direction), seed=4)
+        want = {}
+        for sfx in m.network.stacks:
+            for k in range(2):
+                b_ih = m.params[f"rnn.bias_ih_l{k}{sfx}"].copy()
+                b_hh = m.params[f"rnn.bias_hh_l{k}{sfx}"].copy()
+                if spec.init_bias is not None:
+                    before_ih, before_hh = b_ih.copy(), b_hh.copy()
+                    spec.init_bias(before_ih, before_hh, 6)  # idempotent: applying it again changes nothing
+                    np.testing.assert_array_equal(before_ih, b_ih)
+                    np.testing.assert_array_equal(before_hh, b_hh)
+                want[k] = np.abs(b_ih).max() <= 1.0  # U(−1/√H, 1/√H), or the init's constants
+        assert all(want.values())
+    extra_names = set(spec.extra)
+    assert extra_names <= set(spec.recurrent.values())  # a cell's own parameters are ones it reads
+    assert spec.bias_kept < spec.gates
 
 
 def test_cifg_input_bias_starts_f_where_the_lstm_starts_it():

@@ -67,3 +67,11 @@ def test_the_sample_is_fixed_for_the_life_of_a_run_and_older_runs_read_their_who
     assert re.search(r"validation: all 1,0\d\d held-out chars \|", r.stderr)
     assert ckpt_io.load(run / "latest.npz").meta["train"]["val_chars"] == 0  # all of it, as before, from now on
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 3
+
+
+def test_a_limit_below_the_row_count_reads_that_many_characters():
+    net = CharLM(ModelConfig(vocab_size=50, hidden=4, embed=3, layers=1)).network
+    ids = np.random.default_rng(1).integers(0, 50, 5_001)
+    for limit in (1, 3, 7, 8, 9):
+        x, y = validation_rows(net, ids, streams=8, chunk=16, limit=limit)
+        assert 0 < x.size <= limit and x.shape == y.shape

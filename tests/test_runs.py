@@ -4,6 +4,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -91,3 +92,24 @@ def test_grid_places_a_falling_curve_from_top_left_to_bottom_right():
     assert marks[0] == (0, 0) and marks[-1] == (9, 30)
     assert sorted(marks, key=lambda m: m[1]) == sorted(marks)  # lower as x grows
     assert any(labels) and axis.strip().startswith("0")
+
+
+def test_a_run_whose_model_cannot_be_built_is_one_rows_problem(runs_dir, tmp_path):
+    """A checkpoint whose metadata names a network lstmgen refuses (jordan + bi) is listed with its
+    problem; the other runs are listed as ever (the refusal moved from ModelConfig to the network)."""
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir / "big", root / "big")
+    bad = root / "odd"
+    shutil.copytree(runs_dir / "small", bad)
+    with np.load(bad / "latest.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta.json"]))
+    meta["model"].update(cell="jordan", direction="bi")
+    arrays["meta.json"] = np.array(json.dumps(meta))
+    np.savez(bad / "latest.npz", **arrays)
+    r = cli("runs", root, "--json")
+    assert r.exit_code == 0, r.output
+    rows = {Path(x["run"]).name: x for x in json.loads(r.stdout)}
+    assert set(rows) == {"big", "odd"} and "Jordan" in rows["odd"].get("problem", "")

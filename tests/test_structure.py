@@ -8,7 +8,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "lstmgen"
 KIND_NAMES = {"bi", "fwd", "jordan"}
-MAX_KIND_COMPARISONS = 8
+MAX_KIND_COMPARISONS = 1  # (the issue allowed 8; one is left: the Jordan kind refusing "bi")
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 100
 

@@ -7,7 +7,7 @@ gradcheck and runs call the interface and never ask which kind they hold.
 
 The interface (params: the model's dict of named arrays; B batch, T time, V vocabulary):
     layout       param_shapes(), init_params(params, rng), state_layout(), zero_state(B), decayed(name)
-    words        summary() ("gru bi 2×256"), description (the start-up line's words), inspect_note
+    words        description (the start-up line's words after cfg.summary()), inspect_note
     the task     both_sides: whether the guess at t is for x_t from both sides (cloze) rather than x_{t+1}
     training     train_batch(stream, index, T) → (x, y); loss_and_grads(params, x, y, state, rng, grads, dstate)
     gradcheck    exact_batch(x, y): the batch whose loss reads nothing but x, y and the state
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lstmgen.cells import CELLS, CellSpec
+from lstmgen.errors import ConfigError
 from lstmgen.networks.layers import init_cell_biases, init_uniform, stack_shapes
 
 
@@ -86,9 +87,6 @@ class Network:
         """Whether weight decay applies: weight matrices, not biases or a cell's per-unit extras (peepholes)."""
         return len(shape) == 2 and not any(f".{extra}_l" in name for extra in self.spec.extra)
 
-    def summary(self) -> str:
-        return self.cfg.summary()
-
     # ------------------------------------------------------------------ training and evaluation
     def train_batch(self, stream, index: int, T: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch ``index`` of the training stream: inputs x and targets y, (B, T) each."""
@@ -129,7 +127,7 @@ class Network:
         raise NotImplementedError
 
     def stepper(self, params: dict, batch: int = 1):
-        raise NotImplementedError
+        raise ConfigError(f"a {type(self).__name__} network cannot generate text one character at a time")
 
 
 def _streams(ids: np.ndarray, streams: int, chunk: int) -> int:

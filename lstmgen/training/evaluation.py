@@ -17,8 +17,9 @@ def validation_rows(network, val_ids: np.ndarray, streams: int, chunk: int,
     spans of the whole tail, the same at every evaluation, so that best.npz stays comparable."""
     x, y = network.eval_rows(val_ids, streams, chunk)
     if limit and x.size > limit:
-        n = max(1, limit // x.shape[0])
-        x, y = x[:, :n], y[:, :n]
+        rows = min(x.shape[0], limit)  # (a limit below the row count: fewer rows, one character each)
+        n = limit // rows
+        x, y = x[:rows, :n], y[:rows, :n]
     return x, y
 
 

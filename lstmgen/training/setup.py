@@ -91,7 +91,7 @@ def resume_trainer(run: Path, corpus: list[Path] | None, overrides: dict,
 def _resume(run: Path, corpus: list[Path] | None, overrides: dict, lock: RunLock,
             on_bytes: Callable[[int], None] | None, glob: str | None = None) -> Trainer:
     ck = ckpt_io.load(run / "latest.npz")
-    opts = _recorded_options(ck.meta)
+    opts = recorded_options(ck.meta)
     fixed = set(MODEL_KEYS) | {"seq_len", "batch_size", "val_frac", "val_chars", "seed", "optimizer"}
     if any(overrides.get(k) is not None for k in BUDGETS):  # a budget given anew replaces the recorded one
         for k in BUDGETS:
@@ -105,10 +105,10 @@ def _resume(run: Path, corpus: list[Path] | None, overrides: dict, lock: RunLock
         setattr(opts, k, v)
     opts.check()
     corpus = read_run_corpus(ck.meta, corpus, glob, cache_dir=run, on_bytes=on_bytes)
-    return _trainer_from(run, ck, opts, corpus, lock, where=run / "latest.npz")
+    return trainer_from(run, ck, opts, corpus, lock, where=run / "latest.npz")
 
 
-def _recorded_options(meta: dict) -> TrainOptions:
+def recorded_options(meta: dict) -> TrainOptions:
     """The training options a checkpoint recorded (keys this version does not know are ignored; a run
     from before --val-chars validated on its whole held-out tail, and goes on doing so)."""
     known = {f.name for f in fields(TrainOptions)}
@@ -116,7 +116,7 @@ def _recorded_options(meta: dict) -> TrainOptions:
     return TrainOptions(**{k: v for k, v in recorded.items() if k in known})
 
 
-def _trainer_from(run: Path, ck: ckpt_io.Checkpoint, opts: TrainOptions, corpus: Corpus, lock: RunLock | None,
+def trainer_from(run: Path, ck: ckpt_io.Checkpoint, opts: TrainOptions, corpus: Corpus, lock: RunLock | None,
                   where: Path | str) -> Trainer:
     model = CharLM(ck.config, params=ck.params)
     opt = make_optimizer(opts, model)

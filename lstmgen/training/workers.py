@@ -9,7 +9,7 @@ from lstmgen import checkpoint as ckpt_io
 from lstmgen.parallel import SOLO, LocalGroup, available_cores, default_workers
 from lstmgen.threads import after_fork, set_threads
 from lstmgen.training.loop import Trainer
-from lstmgen.training.setup import _recorded_options, _trainer_from, read_run_corpus
+from lstmgen.training.setup import read_run_corpus, recorded_options, trainer_from
 
 
 def start_workers(trainer: Trainer, threads: int | None = None, world=None):
@@ -74,4 +74,4 @@ def follow(bp: dict) -> Trainer:
     from the same path on its own host (which must hold the same file) and writes nothing."""
     ck = ckpt_io.Checkpoint(params=bp["params"], meta=bp["meta"], optim=bp["optim"], state=bp["state"])
     corpus = read_run_corpus(ck.meta)
-    return _trainer_from(Path(bp["run_dir"]), ck, _recorded_options(ck.meta), corpus, None, where="rank 0's run")
+    return trainer_from(Path(bp["run_dir"]), ck, recorded_options(ck.meta), corpus, None, where="rank 0's run")
