@@ -1,7 +1,7 @@
 """Learning per minute: validation loss against wall time, lstmgen (its defaults) vs a PyTorch LSTM.
 
 lstmgen runs as a user would run it, in a subprocess:
-    lstmgen train CORPUS --val-frac 0.1 --max-time <budget> --threads N
+    lstmgen train CORPUS --val-frac 0.1 --val-chars 0 --max-time <budget> --threads N
 and its curve is read from the run's metrics.jsonl. PyTorch trains nn.Embedding → nn.LSTM →
 nn.Linear on exactly the same training ids, in the same B parallel streams with the state
 carried (lstmgen's BatchStream), Adam, clipping at 5, warm-up then cosine decay that ends with
@@ -47,7 +47,7 @@ MARKS_MIN = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30)
 def run_lstmgen(corpus: Path, seconds: float, threads: int, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "lstmgen", "train", str(corpus), "--val-frac", "0.1",
+        cmd = [sys.executable, "-m", "lstmgen", "train", str(corpus), "--val-frac", "0.1", "--val-chars", "0",
                "--max-time", f"{seconds:g}s", "--threads", str(threads), "--out", str(out), *extra]
         print("lstmgen:", shlex.join(cmd[2:]), file=sys.stderr, flush=True)
         t0 = time.monotonic()
