@@ -1,7 +1,8 @@
 """Learning per minute: validation loss against wall time, lstmgen (its defaults) vs a PyTorch LSTM.
 
 lstmgen runs as a user would run it, in a subprocess:
-    lstmgen train CORPUS --val-frac 0.1 --val-chars 0 --max-time <budget> --threads N
+    lstmgen train CORPUS --val-frac 0.1 --val-chars 0 --max-time <budget>
+(its own choice of workers and threads, as a user gets: one worker per core, one BLAS thread each)
 and its curve is read from the run's metrics.jsonl. PyTorch trains nn.Embedding → nn.LSTM →
 nn.Linear on exactly the same training ids, in the same B parallel streams with the state
 carried (lstmgen's BatchStream), Adam, clipping at 5, warm-up then cosine decay that ends with
@@ -44,11 +45,11 @@ EVAL_ROWS = network_for(ModelConfig(vocab_size=2)).eval_rows  # a left-to-right 
 MARKS_MIN = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30)
 
 
-def run_lstmgen(corpus: Path, seconds: float, threads: int, extra: list[str]) -> dict:
+def run_lstmgen(corpus: Path, seconds: float, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         cmd = [sys.executable, "-m", "lstmgen", "train", str(corpus), "--val-frac", "0.1", "--val-chars", "0",
-               "--max-time", f"{seconds:g}s", "--threads", str(threads), "--out", str(out), *extra]
+               "--max-time", f"{seconds:g}s", "--out", str(out), *extra]
         print("lstmgen:", shlex.join(cmd[2:]), file=sys.stderr, flush=True)
         t0 = time.monotonic()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -148,7 +149,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="PyTorch's threads (lstmgen picks its own)")
     ap.add_argument("--lstmgen-args", default="", help="extra options for lstmgen train (default: none)")
     ap.add_argument("--skip-lstmgen", action="store_true")
     ap.add_argument("--skip-torch", action="store_true")
@@ -174,7 +176,7 @@ def main() -> None:
             print("PyTorch is not installed: printing lstmgen's curve only.", file=sys.stderr)
     results = {}
     if not a.skip_lstmgen:
-        results["lstmgen"] = run_lstmgen(a.corpus, seconds, a.threads, shlex.split(a.lstmgen_args))
+        results["lstmgen"] = run_lstmgen(a.corpus, seconds, shlex.split(a.lstmgen_args))
     if torch is not None:
         text = read_text(a.corpus)
         vocab = Vocab.from_text(text)
