@@ -61,10 +61,11 @@ def assert_close(a: dict, b: dict, tol: float) -> None:
         np.testing.assert_allclose(a[k], b[k], rtol=tol, atol=tol, err_msg=k)
 
 
-def test_two_workers_follow_one_worker_in_float64_with_dropout(corpus, tmp_path):
+@pytest.mark.parametrize("val_chars", ["0", "333"])  # the whole held-out tail, or a sample cut across workers
+def test_two_workers_follow_one_worker_in_float64_with_dropout(corpus, tmp_path, val_chars):
     one, two = tmp_path / "one", tmp_path / "two"
-    train(corpus, one, "--max-steps", "20", "--workers", "1")
-    r = train(corpus, two, "--max-steps", "20", "--workers", "2")
+    train(corpus, one, "--max-steps", "20", "--workers", "1", "--val-chars", val_chars)
+    r = train(corpus, two, "--max-steps", "20", "--workers", "2", "--val-chars", val_chars)
     assert "2 workers (local processes, 4 rows each" in r.stderr
     a, b = losses(one), losses(two)
     assert [s for s, *_ in a] == [s for s, *_ in b] and len(a) >= 4
