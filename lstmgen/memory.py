@@ -109,9 +109,9 @@ def _states_after(model: CharLM, ids: np.ndarray) -> list[list[np.ndarray]]:
 def _window_state(model: CharLM, after: list[list[np.ndarray]], starts: np.ndarray):
     """The state before each window (columns: rows), zero where the window starts the text."""
     state = model.zero_state(len(starts))
+    have = starts > 0
     for k, parts in enumerate(after):
         for j, a in enumerate(parts):
-            have = starts > 0
             state[k][j][:, have] = a[starts[have] - 1].T
     return state
 

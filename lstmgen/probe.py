@@ -192,12 +192,12 @@ def param_summary(cfg: ModelConfig, params: dict[str, np.ndarray]) -> list[Param
     """Every tensor, and for stacked gate tensors every gate block (rows of W_i, W_f, …)."""
     rows = []
     H = cfg.hidden
-    spec = network_for(cfg).spec
-    blocks = spec.gate_blocks
+    network = network_for(cfg)
+    blocks = network.spec.gate_blocks
     for name, a in params.items():
         rows.append(_row(name, a))
         kind = "W" if ".weight_" in name else "b"
-        extra = next((rows_ for key, rows_ in spec.extra.items() if f".{key}_l" in name), None)
+        extra = network.extra_rows(name)
         if extra is not None:  # a cell's own per-unit parameters (the peepholes p_i, p_f, p_o)
             rows.extend(_row(f"{name} p_{g}", a[b], block=True) for b, g in enumerate(extra))
         elif name.startswith("rnn.") and len(blocks) > 1:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmgen.cells.ops import flat, gate_derivatives, new_hbuf, sigmoid_with_tanh_block_, weight_grad
+from lstmgen.cells.ops import (
+    cell_state_forward,
+    flat,
+    gate_derivatives,
+    sigmoid_with_tanh_block_,
+    weight_grad,
+)
 from lstmgen.cells.spec import CellSpec
 
 
@@ -25,22 +31,8 @@ def cifg_step(a, c_prev, c_out, tc_out, h_out, tmp):
 
 
 def cifg_forward(xp, state, rec):
-    h0, c0 = state
-    w = rec["w_hh"]  # (3H, H)
-    G, T, B = xp.shape
-    H = G // 3
-    gates = np.empty((T, G, B), dtype=xp.dtype)  # post-activation i, g, o
-    cs = np.empty((T + 1, H, B), dtype=xp.dtype)
-    tcs = np.empty((T, H, B), dtype=xp.dtype)
-    hbuf = new_hbuf(h0, T)
-    cs[0] = c0
-    tmp = np.empty((H, B), dtype=xp.dtype)
-    for t in range(T):
-        a = np.matmul(w, hbuf[:, t], out=gates[t])
-        a += xp[:, t]
-        cifg_step(a, cs[t], cs[t + 1], tcs[t], hbuf[:, t + 1], tmp)
-    cache = (gates, cs, tcs, hbuf, rec)
-    return hbuf, (hbuf[:, T].copy(), cs[T].copy()), cache
+    """xp (3H, T, B); the cache holds the gates i, g, o after their nonlinearities."""
+    return cell_state_forward(xp, state, rec, cifg_step)
 
 
 def cifg_backward(dhs, dstate, cache):

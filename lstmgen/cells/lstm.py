@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmgen.cells.ops import flat, gate_derivatives, new_hbuf, sigmoid_with_tanh_block_, weight_grad
+from lstmgen.cells.ops import (
+    cell_state_forward,
+    flat,
+    gate_derivatives,
+    sigmoid_with_tanh_block_,
+    weight_grad,
+)
 from lstmgen.cells.spec import CellSpec
 
 
@@ -29,22 +35,8 @@ def lstm_step(a, c_prev, c_out, tc_out, h_out, tmp):
 
 
 def lstm_forward(xp, state, rec):
-    h0, c0 = state
-    w = rec["w_hh"]  # (4H, H)
-    G, T, B = xp.shape
-    H = G // 4
-    gates = np.empty((T, G, B), dtype=xp.dtype)  # post-activation i, f, g, o
-    cs = np.empty((T + 1, H, B), dtype=xp.dtype)  # cs[0] = c_0, cs[t+1] = c_t
-    tcs = np.empty((T, H, B), dtype=xp.dtype)  # tanh(c_t)
-    hbuf = new_hbuf(h0, T)
-    cs[0] = c0
-    tmp = np.empty((H, B), dtype=xp.dtype)
-    for t in range(T):
-        a = np.matmul(w, hbuf[:, t], out=gates[t])  # (4H, B)
-        a += xp[:, t]
-        lstm_step(a, cs[t], cs[t + 1], tcs[t], hbuf[:, t + 1], tmp)
-    cache = (gates, cs, tcs, hbuf, rec)
-    return hbuf, (hbuf[:, T].copy(), cs[T].copy()), cache
+    """xp (4H, T, B); the cache holds the gates i, f, g, o after their nonlinearities."""
+    return cell_state_forward(xp, state, rec, lstm_step)
 
 
 def lstm_backward(dhs, dstate, cache):

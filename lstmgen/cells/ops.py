@@ -52,3 +52,28 @@ def flat(x: np.ndarray) -> np.ndarray:
 def weight_grad(d_flat: np.ndarray, hbuf: np.ndarray) -> np.ndarray:
     """dW_hh = Σ_t d_t h_{t−1}ᵀ as one GEMM: (G·H, T·B) @ (T·B, H)."""
     return d_flat @ flat(hbuf[:, :-1]).T
+
+
+def cell_state_forward(xp, state, rec, step):
+    """The sequence forward of a cell that carries a cell state c (lstm, peephole, cifg): per step the
+    recurrent product W_hh h_{t−1} into that step's gate buffer, the input projection added, then
+    ``step(a, c_prev, c_out, tc_out, h_out, tmp)`` in place (a becomes the gates).
+
+    Returns hbuf (H, T+1, B), the final (h, c), and the cache (gates (T, G, B), cs (T+1, H, B) with
+    cs[0] = c_0, tcs (T, H, B) = tanh(c_t), hbuf, rec) that the cells' backward passes read.
+    """
+    h0, c0 = state
+    w = rec["w_hh"]  # (G·H, H)
+    G, T, B = xp.shape
+    H = h0.shape[0]
+    gates = np.empty((T, G, B), dtype=xp.dtype)  # post-activation gates
+    cs = np.empty((T + 1, H, B), dtype=xp.dtype)
+    tcs = np.empty((T, H, B), dtype=xp.dtype)
+    hbuf = new_hbuf(h0, T)
+    cs[0] = c0
+    tmp = np.empty((H, B), dtype=xp.dtype)
+    for t in range(T):
+        a = np.matmul(w, hbuf[:, t], out=gates[t])  # (G·H, B)
+        a += xp[:, t]
+        step(a, cs[t], cs[t + 1], tcs[t], hbuf[:, t + 1], tmp)
+    return hbuf, (hbuf[:, T].copy(), cs[T].copy()), (gates, cs, tcs, hbuf, rec)

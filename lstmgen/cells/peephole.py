@@ -11,7 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from lstmgen.cells.lstm import forget_bias, lstm_trace
-from lstmgen.cells.ops import flat, gate_derivatives, new_hbuf, sigmoid_, sigmoid_with_tanh_block_, weight_grad
+from lstmgen.cells.ops import (
+    cell_state_forward,
+    flat,
+    gate_derivatives,
+    sigmoid_,
+    sigmoid_with_tanh_block_,
+    weight_grad,
+)
 from lstmgen.cells.spec import CellSpec
 
 
@@ -37,23 +44,14 @@ def peephole_step(a, peep, c_prev, c_out, tc_out, h_out, tmp):
 
 
 def peephole_forward(xp, state, rec):
-    h0, c0 = state
-    w, p = rec["w_hh"], rec["peep"]  # (4H, H), (3, H)
-    G, T, B = xp.shape
-    H = G // 4
-    pi, pf, po = p[0][:, None], p[1][:, None], p[2][:, None]  # (H, 1)
-    gates = np.empty((T, G, B), dtype=xp.dtype)
-    cs = np.empty((T + 1, H, B), dtype=xp.dtype)
-    tcs = np.empty((T, H, B), dtype=xp.dtype)
-    hbuf = new_hbuf(h0, T)
-    cs[0] = c0
-    tmp = np.empty((H, B), dtype=xp.dtype)
-    for t in range(T):
-        a = np.matmul(w, hbuf[:, t], out=gates[t])
-        a += xp[:, t]
-        peephole_step(a, (pi, pf, po), cs[t], cs[t + 1], tcs[t], hbuf[:, t + 1], tmp)
-    cache = (gates, cs, tcs, hbuf, rec)
-    return hbuf, (hbuf[:, T].copy(), cs[T].copy()), cache
+    """xp (4H, T, B); rec["peep"] (3, H): the peepholes p_i, p_f, p_o, each read as (H, 1)."""
+    p = rec["peep"]
+    peep = (p[0][:, None], p[1][:, None], p[2][:, None])
+
+    def step(a, c_prev, c_out, tc_out, h_out, tmp):
+        peephole_step(a, peep, c_prev, c_out, tc_out, h_out, tmp)
+
+    return cell_state_forward(xp, state, rec, step)
 
 
 def peephole_backward(dhs, dstate, cache):

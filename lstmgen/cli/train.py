@@ -226,8 +226,9 @@ def _validation(trainer) -> str:
     held = len(trainer.val_ids)
     if held < 2:
         return "no validation (--val-frac 0)"
-    n = trainer.val_rows[0].size
-    if n < held - 1 - trainer.val_rows[0].shape[0]:  # (each row loses at most one target to the split)
+    n, limit = trainer.val_rows[0].size, trainer.opts.val_chars
+    whole = trainer.model.network.eval_rows(trainer.val_ids, trainer.B, trainer.T)[0].size  # (a reshape)
+    if limit and whole > limit:  # validation_rows' own condition for cutting
         return f"validation: {n:,} of {held:,} held-out chars, the same each time (--val-chars 0: all)"
     return f"validation: all {held:,} held-out chars"
 

@@ -83,9 +83,14 @@ class Network:
         dt = self.cfg.np_dtype
         return [tuple(np.zeros((n, batch), dtype=dt) for _, n in layer) for layer in self.state_layout()]
 
+    def extra_rows(self, name: str) -> str | None:
+        """For a parameter that is one of the cell's own per-unit tensors (``CellSpec.extra``: the
+        peepholes), what its rows are ("ifo"); None for every other parameter."""
+        return next((rows for extra, rows in self.spec.extra.items() if f".{extra}_l" in name), None)
+
     def decayed(self, name: str, shape: tuple[int, ...]) -> bool:
         """Whether weight decay applies: weight matrices, not biases or a cell's per-unit extras (peepholes)."""
-        return len(shape) == 2 and not any(f".{extra}_l" in name for extra in self.spec.extra)
+        return len(shape) == 2 and self.extra_rows(name) is None
 
     # ------------------------------------------------------------------ training and evaluation
     def train_batch(self, stream, index: int, T: int) -> tuple[np.ndarray, np.ndarray]:
