@@ -10,7 +10,7 @@ import numpy as np
 
 from lstmgen.cells.ops import (
     cell_state_forward,
-    flat,
+    feature_major,
     gate_derivatives,
     sigmoid_with_tanh_block_,
     weight_grad,
@@ -40,7 +40,7 @@ def cifg_backward(dhs, dstate, cache):
     w = rec["w_hh"]
     T, G, B = gates.shape
     H = G // 3
-    d3 = np.empty((G, T, B), dtype=gates.dtype)
+    d3 = np.empty((T, G, B), dtype=gates.dtype)
     dh = dstate[0].copy()
     dc = dstate[1].copy()
     tmp = np.empty((H, B), dtype=gates.dtype)
@@ -62,10 +62,9 @@ def cifg_backward(dhs, dstate, cache):
         di *= dc
         np.multiply(dc, i, out=dgg)
         dc -= dgg  # dc_{t−1} = dc ⊙ (1 − i)
-        d *= gate_derivatives(a, deriv, H, 2 * H)  # σ' on i, o; tanh' on g
-        d3[:, t] = d
-        np.matmul(w.T, d, out=dh)
-    d_flat = flat(d3)
+        np.multiply(d, gate_derivatives(a, deriv, H, 2 * H), out=d3[t])  # σ' on i, o; tanh' on g
+        np.matmul(w.T, d3[t], out=dh)
+    d_flat = feature_major(d3)
     return d_flat, (dh, dc), {"w_hh": weight_grad(d_flat, hbuf)}
 
 

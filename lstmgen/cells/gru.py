@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmgen.cells.ops import flat, new_hbuf, sigmoid_, weight_grad
+from lstmgen.cells.ops import feature_major, new_hbuf, sigmoid_, time_major, weight_grad
 from lstmgen.cells.spec import CellSpec
 
 
@@ -43,9 +43,10 @@ def gru_forward(xp, state, rec):
     hbuf = new_hbuf(h0, T)
     ah = np.empty((G, B), dtype=xp.dtype)
     tmp = np.empty((H, B), dtype=xp.dtype)
+    xp = time_major(xp)  # (T, G, B): one contiguous step at a time
     for t in range(T):
         np.matmul(w, hbuf[:, t], out=ah)
-        gru_step(xp[:, t], ah, b_hn, hbuf[:, t], gates[t], hns[t], hbuf[:, t + 1], tmp)
+        gru_step(xp[t], ah, b_hn, hbuf[:, t], gates[t], hns[t], hbuf[:, t + 1], tmp)
     return hbuf, (hbuf[:, T].copy(),), (gates, hns, hbuf, rec)
 
 
@@ -54,8 +55,8 @@ def gru_backward(dhs, dstate, cache):
     w = rec["w_hh"]
     T, G, B = gates.shape
     H = G // 3
-    dx3 = np.empty((G, T, B), dtype=gates.dtype)  # dL/d(xp): r, z, n pre-activations
-    dh3 = np.empty((G, T, B), dtype=gates.dtype)  # dL/d(W_hh h + b_hh)
+    dx3 = np.empty((T, G, B), dtype=gates.dtype)  # dL/d(xp): r, z, n pre-activations (time-major)
+    dh3 = np.empty((T, G, B), dtype=gates.dtype)  # dL/d(W_hh h + b_hh)
     dh = dstate[0].copy()
     tmp = np.empty((H, B), dtype=gates.dtype)
     dx = np.empty((G, B), dtype=gates.dtype)
@@ -79,15 +80,15 @@ def gru_backward(dhs, dstate, cache):
         np.multiply(r, r, out=tmp)
         np.subtract(r, tmp, out=tmp)
         dar *= tmp
-        dx3[:, t] = dx
-        dhh = dh3[:, t]
+        dx3[t] = dx
+        dhh = dh3[t]
         dhh[: 2 * H] = dx[: 2 * H]
         np.multiply(dan, r, out=dhh[2 * H :])
         dh *= z  # direct path z ⊙ h_prev, plus the recurrent product
         dh += np.matmul(w.T, dhh, out=tmp)
-    dh_flat = flat(dh3)
+    dh_flat = feature_major(dh3)
     grads = {"w_hh": weight_grad(dh_flat, hbuf), "b_hh": dh_flat.sum(axis=1)}
-    return flat(dx3), (dh,), grads
+    return feature_major(dx3), (dh,), grads
 
 
 def gru_trace(cache) -> dict[str, np.ndarray]:

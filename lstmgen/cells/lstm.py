@@ -11,7 +11,7 @@ import numpy as np
 
 from lstmgen.cells.ops import (
     cell_state_forward,
-    flat,
+    feature_major,
     gate_derivatives,
     sigmoid_with_tanh_block_,
     weight_grad,
@@ -44,7 +44,7 @@ def lstm_backward(dhs, dstate, cache):
     w = rec["w_hh"]
     T, G, B = gates.shape
     H = G // 4
-    d3 = np.empty((G, T, B), dtype=gates.dtype)  # dL/d(pre-activations) = dL/d(xp)
+    d3 = np.empty((T, G, B), dtype=gates.dtype)  # dL/d(pre-activations) = dL/d(xp)
     dh = dstate[0].copy()
     dc = dstate[1].copy()
     tmp = np.empty((H, B), dtype=gates.dtype)
@@ -66,10 +66,9 @@ def lstm_backward(dhs, dstate, cache):
         np.multiply(dc, cs[t], out=df)
         np.multiply(dc, i, out=dgg)
         dc *= f  # → dc_{t−1}
-        d *= gate_derivatives(a, deriv, 2 * H, 3 * H)  # σ' on i, f, o; tanh' on g
-        d3[:, t] = d
-        np.matmul(w.T, d, out=dh)  # into h_{t−1}
-    d_flat = flat(d3)
+        np.multiply(d, gate_derivatives(a, deriv, 2 * H, 3 * H), out=d3[t])  # σ' on i, f, o; tanh' on g
+        np.matmul(w.T, d3[t], out=dh)  # into h_{t−1}
+    d_flat = feature_major(d3)
     return d_flat, (dh, dc), {"w_hh": weight_grad(d_flat, hbuf)}
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from lstmgen.cells.lstm import forget_bias, lstm_trace
 from lstmgen.cells.ops import (
     cell_state_forward,
-    flat,
+    feature_major,
     gate_derivatives,
     sigmoid_,
     sigmoid_with_tanh_block_,
@@ -60,7 +60,7 @@ def peephole_backward(dhs, dstate, cache):
     T, G, B = gates.shape
     H = G // 4
     pi, pf, po = p[0][:, None], p[1][:, None], p[2][:, None]
-    d3 = np.empty((G, T, B), dtype=gates.dtype)
+    d3 = np.empty((T, G, B), dtype=gates.dtype)
     dh = dstate[0].copy()
     dc = dstate[1].copy()
     tmp = np.empty((H, B), dtype=gates.dtype)
@@ -95,9 +95,9 @@ def peephole_backward(dhs, dstate, cache):
         dp[0] += np.einsum("hb,hb->h", di, c_prev)
         dp[1] += np.einsum("hb,hb->h", df, c_prev)
         dp[2] += np.einsum("hb,hb->h", do, cs[t + 1])
-        d3[:, t] = d
+        d3[t] = d
         np.matmul(w.T, d, out=dh)
-    d_flat = flat(d3)
+    d_flat = feature_major(d3)
     return d_flat, (dh, dc), {"w_hh": weight_grad(d_flat, hbuf), "peep": dp}
 
 

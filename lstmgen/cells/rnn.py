@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmgen.cells.ops import flat, new_hbuf, weight_grad
+from lstmgen.cells.ops import feature_major, new_hbuf, time_major, weight_grad
 from lstmgen.cells.spec import CellSpec
 
 
@@ -20,11 +20,11 @@ def rnn_forward(xp, state, rec):
     w = rec["w_hh"]  # (H, H)
     G, T, B = xp.shape
     hbuf = new_hbuf(h0, T)
-    a = np.empty((G, B), dtype=xp.dtype)
+    a = time_major(xp)  # (T, H, B): the pre-activations, one contiguous step at a time
+    ah = np.empty((G, B), dtype=xp.dtype)
     for t in range(T):
-        np.matmul(w, hbuf[:, t], out=a)  # (H, B)
-        a += xp[:, t]
-        rnn_step(a, hbuf[:, t + 1])
+        a[t] += np.matmul(w, hbuf[:, t], out=ah)  # (H, B)
+        rnn_step(a[t], hbuf[:, t + 1])
     return hbuf, (hbuf[:, T].copy(),), (hbuf, rec)
 
 
@@ -32,18 +32,16 @@ def rnn_backward(dhs, dstate, cache):
     hbuf, rec = cache
     w = rec["w_hh"]
     H, T, B = dhs.shape
-    d3 = np.empty((H, T, B), dtype=hbuf.dtype)  # dL/d(pre-activation) = dL/d(xp)
+    d3 = np.empty((T, H, B), dtype=hbuf.dtype)  # dL/d(pre-activation) = dL/d(xp), time-major
     dh = dstate[0].copy()
-    da = np.empty((H, B), dtype=hbuf.dtype)
     for t in range(T - 1, -1, -1):
         dh += dhs[:, t]
-        h = hbuf[:, t + 1]
+        h, da = hbuf[:, t + 1], d3[t]
         np.multiply(h, h, out=da)  # tanh' = 1 − h²
         np.subtract(1.0, da, out=da)
         da *= dh
-        d3[:, t] = da
         np.matmul(w.T, da, out=dh)  # into h_{t−1}
-    d_flat = flat(d3)
+    d_flat = feature_major(d3)
     return d_flat, (dh,), {"w_hh": weight_grad(d_flat, hbuf)}
 
 

@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 
 from lstmgen import checkpoint as ckpt_io
 from lstmgen.errors import ConfigError, LstmgenError
+from lstmgen.heap import keep_freed_memory
 from lstmgen.model import CharLM
 from lstmgen.terminal import shown
 from lstmgen.text import Vocab, named_corpus, read_text
@@ -182,6 +183,7 @@ def _main(
                                           help="Print the version and exit.")] = False,
 ):
     """Train on any UTF-8 text file, then sample, evaluate and inspect the model."""
+    keep_freed_memory()  # every command: a step's large arrays reuse the last step's pages (lstmgen.heap)
 
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
