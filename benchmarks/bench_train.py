@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lstmgen import synthetic  # noqa: E402
+from lstmgen.heap import keep_freed_memory  # noqa: E402
 from lstmgen.model import CharLM, ModelConfig  # noqa: E402
 from lstmgen.optim import Optimizer, clip_grad_norm_  # noqa: E402
 from lstmgen.parallel import LocalGroup, available_cores, default_workers  # noqa: E402
@@ -36,6 +37,7 @@ from lstmgen.threads import after_fork, set_threads  # noqa: E402
 
 CONFIGS = {  # name: (cell, layers, hidden, embed, batch, seq_len, corpus)
     "default": ("lstm", 1, 384, 64, 32, 100, "shakespeare"),  # lstmgen train's defaults
+    "default-b64": ("lstm", 1, 384, 64, 64, 100, "shakespeare"),  # the same model, twice the rows
     "a": ("lstm", 1, 128, 64, 32, 64, "shakespeare"),
     "b": ("lstm", 2, 256, 64, 64, 100, "shakespeare"),
     "c": ("lstm", 2, 512, 64, 32, 100, "shakespeare"),
@@ -277,6 +279,9 @@ def main():
     ap.add_argument("--workers", type=int, default=None, help="lstmgen's workers (default: lstmgen train's choice)")
     ap.add_argument("--scaling", action="store_true", help="chars/s at 1, 2, 4, … workers up to the cores")
     args = ap.parse_args()
+    # as every lstmgen command does (lstmgen.heap); it is process-wide, so PyTorch, in this process,
+    # gets it too: the ratios are if anything in PyTorch's favour
+    keep_freed_memory()
     print(blas_env.describe(), flush=True)
     if args.scaling:
         counts = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= available_cores()]

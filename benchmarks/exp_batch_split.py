@@ -31,14 +31,14 @@ def measure(H: int, B: int, T: int = 100, reps: int = 5) -> tuple[float, float, 
     spec = cells.CELLS["lstm"]
     rng = np.random.default_rng(0)
     rec = {"w_hh": (rng.standard_normal((4 * H, H)) * 0.05).astype(np.float32)}
-    xp = rng.standard_normal((4 * H, T, B)).astype(np.float32)
+    xp = rng.standard_normal((T, 4 * H, B)).astype(np.float32)  # time-major, as the cells read it
     dhs = (rng.standard_normal((H, T, B)) * 0.1).astype(np.float32)
 
     def state(b):
         return tuple(np.zeros((H, b), np.float32) for _ in range(spec.n_states))
 
     def run(cols):
-        x, d = np.ascontiguousarray(xp[:, :, cols]), np.ascontiguousarray(dhs[:, :, cols])
+        x, d = xp[:, :, cols].copy(), np.ascontiguousarray(dhs[:, :, cols])  # (the forward consumes x)
         _, _, cache = spec.forward(x, state(x.shape[2]), rec)
         return spec.backward(d, state(x.shape[2]), cache)
 

@@ -32,7 +32,7 @@ def test_the_table_is_consistent(cell):
     assert set(spec.states) <= set(spec.quantities) and spec.quantities[-1] == "h"
     assert spec.keep_gate is None or spec.keep_gate in spec.quantities
     rng = np.random.default_rng(0)
-    xp = rng.normal(0, 1, (spec.gates * H, T, B))
+    xp = rng.normal(0, 1, (T, spec.gates * H, B))
     state = tuple(rng.normal(0, 0.5, (H, B)) for _ in spec.states)
     hbuf, final, cache = spec.forward(xp, state, _rec(spec, rng))
     traced = spec.trace(cache)
@@ -52,12 +52,12 @@ def test_one_step_is_the_sequence_forward_over_one_step(cell):
     rng = np.random.default_rng(1)
     G = spec.gates * H
     rec = _rec(spec, rng)
-    xp = rng.normal(0, 1, (G, 1, B))
+    xp = rng.normal(0, 1, (1, G, B))
     state = tuple(rng.normal(0, 0.5, (H, B)) for _ in spec.states)
-    _, want, _ = spec.forward(xp, state, rec)
+    _, want, _ = spec.forward(xp.copy(), state, rec)  # (the forward consumes its xp)
     h, c = state[0].copy(), (state[1] if len(state) > 1 else np.zeros((H, B))).copy()
     wh = rec["w_hh"] @ h
-    a, ah = (xp[:, 0] + wh, None) if spec.fused_step else (xp[:, 0].copy(), wh)
+    a, ah = (xp[0] + wh, None) if spec.fused_step else (xp[0].copy(), wh)
     scratch = SimpleNamespace(tmp=np.empty((H, B)), tc=np.empty((H, B)), hn=np.empty((H, B)), gates=np.empty((G, B)))
     spec.step(a, ah, h, c, rec, scratch)
     np.testing.assert_allclose(h, want[0], rtol=1e-13, atol=1e-14)
@@ -71,20 +71,21 @@ def test_cell_input_gradient_matches_numeric(cell):
     spec = CELLS[cell]
     rng = np.random.default_rng(2)
     G = spec.gates * H
-    xp = rng.normal(0, 1, (G, T, B))
+    xp = rng.normal(0, 1, (T, G, B))  # time-major, as the forward reads it
     state = tuple(rng.normal(0, 0.5, (H, B)) for _ in range(spec.n_states))
     rec = _rec(spec, rng)
     w = rng.normal(0, 1, (H, T, B))
 
     def f():
-        hbuf, _, _ = spec.forward(xp, state, rec)
+        hbuf, _, _ = spec.forward(xp.copy(), state, rec)  # (the forward consumes its xp)
         return float(np.sum(w * hbuf[:, 1:]))
 
-    hbuf, _, cache = spec.forward(xp, state, rec)
+    hbuf, _, cache = spec.forward(xp.copy(), state, rec)
     np.testing.assert_array_equal(hbuf[:, 0], state[0])
     zeros = tuple(np.zeros((H, B)) for _ in range(spec.n_states))
-    dxp_flat, _, drec = spec.backward(w, zeros, cache)
-    np.testing.assert_allclose(dxp_flat.reshape(G, T, B), numeric_grad(f, xp), rtol=1e-6, atol=1e-9)
+    dxp_flat, _, drec = spec.backward(w, zeros, cache)  # dxp (G·H, T·B): feature-major, for the GEMMs
+    want = numeric_grad(f, xp).transpose(1, 0, 2)  # (G, T, B)
+    np.testing.assert_allclose(dxp_flat.reshape(G, T, B), want, rtol=1e-6, atol=1e-9)
     for name, p in rec.items():
         got, want = drec[name], numeric_grad(f, p)
         if name == "b_hh":  # the cell uses only the blocks it keeps (GRU: b_hn); the stack folds the rest into xp

@@ -39,7 +39,7 @@ def numeric(model: CharLM, ids: np.ndarray, t: int, s: int, eps: float = 1e-6) -
             xp, inp = real(params, x, bias, sfx)
             pos = s if sfx == "" else x.shape[0] - 1 - s  # the backward stack reads the text reversed
             xp = xp.copy()
-            xp[:, pos, :] += (params[f"rnn.weight_ih_l0{sfx}"] @ delta)[:, None]  # W_ih (e_s + δ) + b
+            xp[pos] += (params[f"rnn.weight_ih_l0{sfx}"] @ delta)[:, None]  # W_ih (e_s + δ) + b (xp time-major)
             return xp, inp
         return layer0_input
 

@@ -6,11 +6,14 @@ Notation (the same letters everywhere in lstmgen):
 Layout. The math runs *feature-major*: a state is (H, B), a gate pre-activation (G·H, B),
 so a gate block ``a[k*H:(k+1)*H]`` is contiguous memory and the recurrent product is
 ``W_hh @ h`` with ``W_hh`` exactly in PyTorch's (G·H, H) layout. Whole sequences are
-(F, T, B): their (F, T·B) reshape is what one GEMM over all time steps needs, so input
-projections, input gradients and weight gradients never transpose anything.
+(F, T, B): their (F, T·B) reshape is what one GEMM over all time steps needs (outputs, input
+gradients, weight gradients). What the time loop reads or writes once a step is *time-major*,
+(T, F, B), so that each step is one contiguous block (a (F, t, B) slice is F rows of B floats
+a whole row apart: several times slower to add from or copy into, measured).
 
 Every forward takes
-    xp     (G·H, T, B)  input projections W_ih x_t + biases, computed by the caller for all t
+    xp     (T, G·H, B)  input projections W_ih x_t + biases, computed by the caller for all t;
+                        the forward consumes it (it becomes the gates' buffer)
     state  tuple of (H, B) arrays: (h, c) for lstm/peephole/cifg, (h,) for gru/rnn
     rec    dict of recurrent parameters: ``w_hh`` (G·H, H), plus ``b_hh`` (gru) or ``peep`` (peephole)
 and returns ``hbuf`` (H, T+1, B) with ``hbuf[:, 0]`` = h_0 and ``hbuf[:, t+1]`` = h_t (so
@@ -20,8 +23,8 @@ Every backward takes
     dstate tuple like state: gradient w.r.t. the final state (zeros for truncated BPTT)
 and returns ``dxp`` (G·H, T·B), the gradient w.r.t. the initial state, and a dict of
 gradients for ``rec``. The time loop computes only per-step gate gradients; weight
-gradients are single GEMMs over all T·B columns afterwards. Per-step work runs on
-contiguous (·, B) scratch and caches; strided (·, T, B) views are touched once a step.
+gradients are single GEMMs over all T·B columns afterwards (one bulk ``feature_major`` copy of
+the per-step gradients first). Per-step work runs on contiguous (·, B) scratch and caches.
 
 Nonlinearities use one ``exp`` over all gate blocks: tanh(a) = 2σ(2a) − 1.
 
@@ -32,9 +35,9 @@ A new cell is a new module here and one line in ``CELLS``.
 from __future__ import annotations
 
 from lstmgen.cells import cifg, gru, lstm, peephole, rnn
-from lstmgen.cells.ops import flat
+from lstmgen.cells.ops import flat, time_major
 from lstmgen.cells.spec import CellSpec
 
 CELLS: dict[str, CellSpec] = {spec.name: spec for spec in (lstm.SPEC, peephole.SPEC, cifg.SPEC, gru.SPEC, rnn.SPEC)}
 
-__all__ = ["CELLS", "CellSpec", "flat"]
+__all__ = ["CELLS", "CellSpec", "flat", "time_major"]

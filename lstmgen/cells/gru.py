@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmgen.cells.ops import feature_major, new_hbuf, sigmoid_, time_major, weight_grad
+from lstmgen.cells.ops import feature_major, new_hbuf, sigmoid_, weight_grad
 from lstmgen.cells.spec import CellSpec
 
 
@@ -35,7 +35,7 @@ def gru_step(xp_t, ah, b_hn, h_prev, a_out, hn_out, h_out, tmp):
 def gru_forward(xp, state, rec):
     (h0,) = state
     w, b_hh = rec["w_hh"], rec["b_hh"]  # (3H, H), (3H,)
-    G, T, B = xp.shape
+    T, G, B = xp.shape
     H = G // 3
     b_hn = b_hh[2 * H :][:, None]  # (H, 1)
     gates = np.empty((T, G, B), dtype=xp.dtype)  # post-activation r, z, n
@@ -43,7 +43,6 @@ def gru_forward(xp, state, rec):
     hbuf = new_hbuf(h0, T)
     ah = np.empty((G, B), dtype=xp.dtype)
     tmp = np.empty((H, B), dtype=xp.dtype)
-    xp = time_major(xp)  # (T, G, B): one contiguous step at a time
     for t in range(T):
         np.matmul(w, hbuf[:, t], out=ah)
         gru_step(xp[t], ah, b_hn, hbuf[:, t], gates[t], hns[t], hbuf[:, t + 1], tmp)

@@ -70,7 +70,8 @@ def weight_grad(d_flat: np.ndarray, hbuf: np.ndarray) -> np.ndarray:
 
 
 def cell_state_forward(xp, state, rec, step):
-    """The sequence forward of a cell that carries a cell state c (lstm, peephole, cifg): per step the
+    """The sequence forward of a cell that carries a cell state c (lstm, peephole, cifg), from xp
+    (T, G·H, B) (consumed: it becomes the gates): per step the
     recurrent product W_hh h_{t−1} into that step's gate buffer, the input projection added, then
     ``step(a, c_prev, c_out, tc_out, h_out, tmp)`` in place (a becomes the gates).
 
@@ -79,9 +80,9 @@ def cell_state_forward(xp, state, rec, step):
     """
     h0, c0 = state
     w = rec["w_hh"]  # (G·H, H)
-    G, T, B = xp.shape
+    T, G, B = xp.shape
     H = h0.shape[0]
-    gates = time_major(xp)  # (T, G, B): the input projections, then the post-activation gates
+    gates = xp  # (T, G, B): the input projections, then (in place) the post-activation gates
     cs = np.empty((T + 1, H, B), dtype=xp.dtype)
     tcs = np.empty((T, H, B), dtype=xp.dtype)
     hbuf = new_hbuf(h0, T)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmgen.cells.ops import feature_major, new_hbuf, time_major, weight_grad
+from lstmgen.cells.ops import feature_major, new_hbuf, weight_grad
 from lstmgen.cells.spec import CellSpec
 
 
@@ -18,9 +18,9 @@ def rnn_step(a, h_out):
 def rnn_forward(xp, state, rec):
     (h0,) = state
     w = rec["w_hh"]  # (H, H)
-    G, T, B = xp.shape
+    T, G, B = xp.shape
     hbuf = new_hbuf(h0, T)
-    a = time_major(xp)  # (T, H, B): the pre-activations, one contiguous step at a time
+    a = xp  # (T, H, B): the input projections, then (in place) the pre-activations
     ah = np.empty((G, B), dtype=xp.dtype)
     for t in range(T):
         a[t] += np.matmul(w, hbuf[:, t], out=ah)  # (H, B)

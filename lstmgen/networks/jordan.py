@@ -93,12 +93,12 @@ def layer0_bias(params: dict) -> np.ndarray:
 def _steps(cfg, params, x0: np.ndarray, state, masks):
     """Step by step over T characters.
 
-    x0     (H, T, B) layer 0's input projection of every character, b_ih + b_yh included
+    x0     (T, H, B) layer 0's input projection of every character, b_ih + b_yh included (time-major)
     state  [(h0, y), (h1,), …]
     masks  per layer a dropout mask (H, T, B) (already scaled by 1/(1 − p)), or None
     returns (logits (V, T·B) with column t·B + b, new state, cache)
     """
-    H, T, B = x0.shape
+    T, H, B = x0.shape
     L, V = cfg.layers, cfg.vocab_size
     dt = x0.dtype
     w_yh, w_dec, b_dec = params["rnn.weight_yh_l0"], params["decoder.weight"], params["decoder.bias"][:, None]
@@ -111,7 +111,7 @@ def _steps(cfg, params, x0: np.ndarray, state, masks):
     ys[:, 0] = state[0][1]
     a = np.empty((H, B), dtype=dt)
     for t in range(T):
-        h = _layer0_step(w_yh, ys[:, t], x0[:, t], a, hs[0][:, t + 1])
+        h = _layer0_step(w_yh, ys[:, t], x0[t], a, hs[0][:, t + 1])
         out = np.multiply(h, masks[0][:, t], out=tops[0][:, t]) if masks else _copy(h, tops[0][:, t])
         for k in range(1, L):
             h = _elman_step(params, k, out, hs[k][:, t], a, hs[k][:, t + 1])

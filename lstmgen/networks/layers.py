@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmgen.cells import CELLS, CellSpec, flat
+from lstmgen.cells import CELLS, CellSpec, flat, time_major
 
 
 def flat_views(shapes: dict[str, tuple[int, ...]], dtype) -> tuple[np.ndarray, dict]:
@@ -97,16 +97,21 @@ def lookup(vocab_size: int, n: int) -> bool:
 
 
 def layer0_input(params: dict, ids: np.ndarray, bias: np.ndarray, sfx: str = ""):
-    """Layer 0's input projection xp (G·H, T, B), ``bias`` included, and its input for the gradient:
-    gathered from the (G·H, V) table (inp None), or for a large vocabulary a GEMM of the embedded
-    characters (inp (E, T·B))."""
+    """Layer 0's input projection xp (T, G·H, B) (time-major, as the cells read it), ``bias``
+    included, and its input for the gradient: gathered from the (G·H, V) table step by step
+    straight into its time-major place (inp None), or for a large vocabulary a GEMM of the
+    embedded characters (inp (E, T·B))."""
     T, B = ids.shape
     if lookup(params["embedding.weight"].shape[0], T * B):
-        return np.take(input_table(params, bias, sfx), ids, axis=1), None
+        table = input_table(params, bias, sfx)  # (G·H, V)
+        xp = np.empty((T, table.shape[0], B), dtype=table.dtype)
+        for t in range(T):
+            np.take(table, ids[t], axis=1, out=xp[t])
+        return xp, None
     inp = params["embedding.weight"][ids.reshape(-1)].T  # (E, T·B)
     xp = params[f"rnn.weight_ih_l0{sfx}"] @ inp  # (G·H, T·B): one GEMM for all steps
     xp += bias[:, None]
-    return xp.reshape(-1, T, B), inp
+    return time_major(xp.reshape(-1, T, B)), inp
 
 
 def dropout_mask(rng, shape: tuple[int, ...], p: float, dtype) -> np.ndarray:
@@ -130,7 +135,7 @@ def stack_forward(cfg, params, ids: np.ndarray, state, rng=None, sfx: str = "", 
         if k > 0:  # inp (H, T·B): the layer below's output
             xp = params[f"rnn.weight_ih_l{k}{sfx}"] @ inp  # (G·H, T·B): one GEMM for all steps
             xp += input_bias(spec, params, k, sfx)[:, None]
-            xp = xp.reshape(-1, T, B)
+            xp = time_major(xp.reshape(-1, T, B))  # (T, G·H, B), as the cells read it
         hbuf, st, cache = spec.forward(xp, state[k], rec_params(spec, params, k, sfx))
         new_state.append(st)
         out = hbuf[:, 1:]  # (H, T, B)
