@@ -13,7 +13,8 @@ a whole row apart: several times slower to add from or copy into, measured).
 
 Every forward takes
     xp     (T, G·H, B)  input projections W_ih x_t + biases, computed by the caller for all t;
-                        the forward consumes it (it becomes the gates' buffer)
+                        the forward may overwrite it (lstm, peephole, cifg and rnn make it their
+                        gates' or pre-activations' buffer)
     state  tuple of (H, B) arrays: (h, c) for lstm/peephole/cifg, (h,) for gru/rnn
     rec    dict of recurrent parameters: ``w_hh`` (G·H, H), plus ``b_hh`` (gru) or ``peep`` (peephole)
 and returns ``hbuf`` (H, T+1, B) with ``hbuf[:, 0]`` = h_0 and ``hbuf[:, t+1]`` = h_t (so
@@ -35,9 +36,9 @@ A new cell is a new module here and one line in ``CELLS``.
 from __future__ import annotations
 
 from lstmgen.cells import cifg, gru, lstm, peephole, rnn
-from lstmgen.cells.ops import flat, time_major
+from lstmgen.cells.ops import flat
 from lstmgen.cells.spec import CellSpec
 
 CELLS: dict[str, CellSpec] = {spec.name: spec for spec in (lstm.SPEC, peephole.SPEC, cifg.SPEC, gru.SPEC, rnn.SPEC)}
 
-__all__ = ["CELLS", "CellSpec", "flat", "time_major"]
+__all__ = ["CELLS", "CellSpec", "flat"]

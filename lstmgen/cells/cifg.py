@@ -31,7 +31,7 @@ def cifg_step(a, c_prev, c_out, tc_out, h_out, tmp):
 
 
 def cifg_forward(xp, state, rec):
-    """xp (3H, T, B); the cache holds the gates i, g, o after their nonlinearities."""
+    """xp (T, 3H, B), consumed; the cache holds the gates i, g, o after their nonlinearities."""
     return cell_state_forward(xp, state, rec, cifg_step)
 
 

@@ -35,7 +35,7 @@ def lstm_step(a, c_prev, c_out, tc_out, h_out, tmp):
 
 
 def lstm_forward(xp, state, rec):
-    """xp (4H, T, B); the cache holds the gates i, f, g, o after their nonlinearities."""
+    """xp (T, 4H, B), consumed; the cache holds the gates i, f, g, o after their nonlinearities."""
     return cell_state_forward(xp, state, rec, lstm_step)
 
 

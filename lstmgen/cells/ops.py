@@ -1,5 +1,7 @@
-"""The elementwise pieces every cell shares: sigmoid and tanh in place, their derivatives, the
-(H, T+1, B) output buffer, the (F, T, B) → (F, T·B) view and the weight gradient as one GEMM."""
+"""The pieces every cell shares: sigmoid and tanh in place, their derivatives, the (H, T+1, B)
+output buffer, the bulk copy of time-major (T, F, B) gradients to the feature-major (F, T·B) matrix,
+the (F, T, B) → (F, T·B) view, the weight gradient as one GEMM, and the sequence forward of the
+cells with a cell state."""
 
 from __future__ import annotations
 
@@ -43,17 +45,11 @@ def new_hbuf(h0: np.ndarray, T: int) -> np.ndarray:
     return hbuf
 
 
-def time_major(x: np.ndarray) -> np.ndarray:
-    """(F, T, B) → (T, F, B), copied once in bulk: the sequence loops read and write whole time steps
-    of contiguous memory. (Per step, ``x[:, t]`` is F rows of B floats a whole row of T·B apart: an add
-    from or a copy into it costs several times the contiguous one and evicts what the step's matrix
-    product reads next — measured ~50 µs forward and ~90 µs backward a step at H = 384, B = 16.)"""
-    return x.transpose(1, 0, 2).copy(order="C")  # always a copy: the loops write into it, x is the caller's
-
-
 def feature_major(x: np.ndarray) -> np.ndarray:
-    """(T, F, B) → (F, T·B) contiguous: a backward pass's per-step gradients as the one matrix the
-    weight-gradient and input-projection GEMMs read (the bulk copy back from ``time_major``)."""
+    """(T, F, B) → (F, T·B) contiguous: a backward pass's per-step gradients, written a whole step at
+    a time, as the one matrix the weight-gradient and input-projection GEMMs read. (Written per step
+    into a (F, t, B) slice — F rows of B floats a whole row apart — they cost several times more and
+    evict what the step's matrix product reads next: measured ~90 µs a step at H = 384, B = 16.)"""
     T, F, B = x.shape
     return np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(F, T * B)
 
@@ -71,9 +67,9 @@ def weight_grad(d_flat: np.ndarray, hbuf: np.ndarray) -> np.ndarray:
 
 def cell_state_forward(xp, state, rec, step):
     """The sequence forward of a cell that carries a cell state c (lstm, peephole, cifg), from xp
-    (T, G·H, B) (consumed: it becomes the gates): per step the
-    recurrent product W_hh h_{t−1} into that step's gate buffer, the input projection added, then
-    ``step(a, c_prev, c_out, tc_out, h_out, tmp)`` in place (a becomes the gates).
+    (T, G·H, B), consumed: step t's block already holds the input projection, the recurrent product
+    W_hh h_{t−1} is added to it (from a scratch buffer), then ``step(a, c_prev, c_out, tc_out, h_out,
+    tmp)`` turns it in place into the gates.
 
     Returns hbuf (H, T+1, B), the final (h, c), and the cache (gates (T, G, B), cs (T+1, H, B) with
     cs[0] = c_0, tcs (T, H, B) = tanh(c_t), hbuf, rec) that the cells' backward passes read.

@@ -44,7 +44,7 @@ def peephole_step(a, peep, c_prev, c_out, tc_out, h_out, tmp):
 
 
 def peephole_forward(xp, state, rec):
-    """xp (4H, T, B); rec["peep"] (3, H): the peepholes p_i, p_f, p_o, each read as (H, 1)."""
+    """xp (T, 4H, B), consumed; rec["peep"] (3, H): the peepholes p_i, p_f, p_o, each read as (H, 1)."""
     p = rec["peep"]
     peep = (p[0][:, None], p[1][:, None], p[2][:, None])
 

@@ -19,7 +19,7 @@ class CellSpec:
     gate_blocks: str  # the gate blocks of W_ih / W_hh in order, one letter each (inspect's --params)
     keep_gate: str | None  # the gate that keeps the state when near 1 (an "integrator" unit's), or None
     sigmoid: str  # the quantities whose values lie in (0, 1) (gates: saturation is measured on them)
-    forward: Callable  # (xp (T, G·H, B), consumed; state, rec) → (hbuf (H, T+1, B), final state, cache)
+    forward: Callable  # (xp (T, G·H, B), which it may overwrite; state, rec) → (hbuf (H, T+1, B), final state, cache)
     backward: Callable  # (dhs (H, T, B), dstate, cache) → (dxp (G·H, T·B), dstate0, {rec key: gradient})
     step: Callable  # the stepper's one step in place: (a, ah, h, c, rec, scratch)
     trace: Callable  # cache → {quantity: (T, H, B)}

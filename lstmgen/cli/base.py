@@ -183,7 +183,6 @@ def _main(
                                           help="Print the version and exit.")] = False,
 ):
     """Train on any UTF-8 text file, then sample, evaluate and inspect the model."""
-    keep_freed_memory()  # every command: a step's large arrays reuse the last step's pages (lstmgen.heap)
 
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
@@ -241,5 +240,7 @@ def load_model(path: Path) -> tuple[CharLM, Vocab, ckpt_io.Checkpoint]:
 
 
 def main() -> None:
+    """The ``lstmgen`` program (not ``app`` called from Python: the allocator setting is the program's)."""
+    keep_freed_memory()  # a step's large arrays reuse the last step's pages (lstmgen.heap)
     app()
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmgen.cells import CELLS, CellSpec, flat, time_major
+from lstmgen.cells import CELLS, CellSpec, flat
 
 
 def flat_views(shapes: dict[str, tuple[int, ...]], dtype) -> tuple[np.ndarray, dict]:
@@ -102,16 +102,26 @@ def layer0_input(params: dict, ids: np.ndarray, bias: np.ndarray, sfx: str = "")
     straight into its time-major place (inp None), or for a large vocabulary a GEMM of the
     embedded characters (inp (E, T·B))."""
     T, B = ids.shape
-    if lookup(params["embedding.weight"].shape[0], T * B):
+    V = params["embedding.weight"].shape[0]
+    if lookup(V, T * B):
         table = input_table(params, bias, sfx)  # (G·H, V)
+        if ids.size and not (0 <= ids.min() and ids.max() < V):
+            raise IndexError(f"character ids outside the vocabulary of {V}")
         xp = np.empty((T, table.shape[0], B), dtype=table.dtype)
-        for t in range(T):
-            np.take(table, ids[t], axis=1, out=xp[t])
+        for t in range(T):  # (ids checked once above: "wrap" writes straight into out, "raise" buffers)
+            np.take(table, ids[t], axis=1, out=xp[t], mode="wrap")
         return xp, None
     inp = params["embedding.weight"][ids.reshape(-1)].T  # (E, T·B)
-    xp = params[f"rnn.weight_ih_l0{sfx}"] @ inp  # (G·H, T·B): one GEMM for all steps
-    xp += bias[:, None]
-    return time_major(xp.reshape(-1, T, B)), inp
+    return time_major_plus(params[f"rnn.weight_ih_l0{sfx}"] @ inp, bias, T), inp  # one GEMM for all steps
+
+
+def time_major_plus(xp_flat: np.ndarray, bias: np.ndarray, T: int) -> np.ndarray:
+    """A projection of all steps (G·H, T·B) plus ``bias`` (G·H,), laid out time-major (T, G·H, B)
+    as the cells read it: the add and the transposing copy in one pass."""
+    F, n = xp_flat.shape
+    out = np.empty((T, F, n // T), dtype=xp_flat.dtype)
+    np.add(xp_flat.reshape(F, T, -1).transpose(1, 0, 2), bias[:, None], out=out)
+    return out
 
 
 def dropout_mask(rng, shape: tuple[int, ...], p: float, dtype) -> np.ndarray:
@@ -133,9 +143,7 @@ def stack_forward(cfg, params, ids: np.ndarray, state, rng=None, sfx: str = "", 
     new_state, layers = [], []
     for k in range(cfg.layers):
         if k > 0:  # inp (H, T·B): the layer below's output
-            xp = params[f"rnn.weight_ih_l{k}{sfx}"] @ inp  # (G·H, T·B): one GEMM for all steps
-            xp += input_bias(spec, params, k, sfx)[:, None]
-            xp = time_major(xp.reshape(-1, T, B))  # (T, G·H, B), as the cells read it
+            xp = time_major_plus(params[f"rnn.weight_ih_l{k}{sfx}"] @ inp, input_bias(spec, params, k, sfx), T)
         hbuf, st, cache = spec.forward(xp, state[k], rec_params(spec, params, k, sfx))
         new_state.append(st)
         out = hbuf[:, 1:]  # (H, T, B)
