@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 
+from lstmgen import heap
 from lstmgen.parallel import available_cores, default_workers
 from lstmgen.threads import blas_info
 from lstmgen.version import __version__
@@ -79,6 +80,7 @@ def info() -> dict:
         "mpi": importlib.util.find_spec("mpi4py") is not None,
         "chromium": any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")),
         "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "freed_memory": heap.describe(),
         "executable": sys.executable,
         "warnings": warnings(),
     }

@@ -70,3 +70,25 @@ with mock.patch.object(base, "app", lambda: print(heap._done is not None, end=" 
 print(before)
 """
     assert _run(code) == "True None"
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_info_says_what_the_program_does_with_freed_memory():
+    """``lstmgen info`` as the program: kept; with the user's own setting: left to it. Called from Python
+    (CliRunner), the JSON says the default is in force."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from lstmgen.cli import app
+
+    def program(env):
+        r = subprocess.run([sys.executable, "-m", "lstmgen", "info", "--json"], capture_output=True, text=True,
+                           check=True, env=env)
+        return json.loads(r.stdout)["freed_memory"]
+
+    assert program(CLEAN).startswith("kept for reuse")
+    assert program({**CLEAN, "MALLOC_TRIM_THRESHOLD_": "131072"}).startswith("left to your")
+    if heap._done is None:  # (nothing in this test session ran the program's main in-process)
+        doc = json.loads(CliRunner().invoke(app, ["info", "--json"]).stdout)
+        assert doc["freed_memory"].startswith("glibc's default (lstmgen used from Python")

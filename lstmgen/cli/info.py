@@ -37,6 +37,7 @@ def info_cmd(
                                 "for the default model (--workers, --threads)"),
             ("MPI (mpi4py)", "yes" if doc["mpi"] else "no (pip install 'lstmgen[mpi]')"),
             ("Chromium", "yes" if doc["chromium"] else "no (only the inspect --html tests need it)"),
+            ("freed memory", doc["freed_memory"]),
             ("platform", doc["platform"])]
     for k, v in rows:
         table.add_row(f"[bold]{k}[/]", safe(v))
