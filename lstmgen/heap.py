@@ -72,10 +72,10 @@ def describe() -> str:
     """What this process does with freed memory, in words (``lstmgen info``)."""
     if _done:
         return "kept for reuse (glibc malloc's mmap/trim thresholds raised by the lstmgen program)"
+    if glibc() is None:
+        return "the C library's default (not 64-bit glibc: nothing to set)"
     if _done is None:
         return "glibc's default (lstmgen used from Python: only the lstmgen program changes it)"
     if user_tuned_malloc():
         return "left to your MALLOC_*_ / GLIBC_TUNABLES settings"
-    if glibc() is None:
-        return "the C library's default (not 64-bit glibc: nothing to set)"
     return "glibc's default (glibc refused the setting)"
