@@ -31,6 +31,7 @@ TRIM_THRESHOLD = 1 << 30  # the heap keeps up to 1 GiB freed at its top
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
 
 _done: bool | None = None
+mmap_threshold: int | None = None  # the mmap threshold glibc took (arrays above it still come from mmap)
 
 
 def keep_freed_memory() -> bool:
@@ -63,9 +64,10 @@ def _mallopt() -> bool:
     libc = glibc()
     if libc is None or user_tuned_malloc():
         return False
-    mmap_set = any(libc.mallopt(M_MMAP_THRESHOLD, n) for n in MMAP_THRESHOLDS)  # the first one it takes
+    global mmap_threshold
+    mmap_threshold = next((n for n in MMAP_THRESHOLDS if libc.mallopt(M_MMAP_THRESHOLD, n)), None)  # the first taken
     trim_set = bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-    return mmap_set and trim_set
+    return mmap_threshold is not None and trim_set
 
 
 def describe() -> str:

@@ -19,6 +19,9 @@ import resource, sys
 import numpy as np
 from lstmgen import heap
 took = heap.keep_freed_memory() if sys.argv[1] == "keep" else None
+if took and heap.mmap_threshold < (64 << 20):  # an older glibc caps it at 32 MiB: 64 MB arrays still mmap
+    print("capped", 0)
+    sys.exit()
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 np.ones(16 << 20, dtype=np.float32)
@@ -39,6 +42,8 @@ def test_freed_large_arrays_come_back_without_page_faults():
     """Allocating and freeing a 64 MB array ten times faults its pages in every time by default, and
     not again after keep_freed_memory."""
     keep, default = _run(FAULTS, "keep").split(), _run(FAULTS, "default").split()
+    if keep[0] == "capped":
+        pytest.skip("this glibc caps malloc's mmap threshold at 32 MiB (before 2.35)")
     assert keep[0] == "True"
     # by default at least one fault per allocation (4 KiB pages, 64 KiB ones, or 2 MiB where NumPy asks for them)
     assert int(default[1]) >= 10, default
