@@ -64,11 +64,11 @@ def peephole_backward(dhs, dstate, cache):
     dh = dstate[0].copy()
     dc = dstate[1].copy()
     tmp = np.empty((H, B), dtype=gates.dtype)
-    d = np.empty((G, B), dtype=gates.dtype)
     deriv = np.empty((G, B), dtype=gates.dtype)
-    di, df, dgg, do = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
     dp = np.zeros_like(p)
     for t in range(T - 1, -1, -1):
+        d = d3[t]  # dL/da_t, written in place
+        di, df, dgg, do = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
         a = gates[t]
         i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
         c_prev, tc = cs[t], tcs[t]
@@ -95,7 +95,6 @@ def peephole_backward(dhs, dstate, cache):
         dp[0] += np.einsum("hb,hb->h", di, c_prev)
         dp[1] += np.einsum("hb,hb->h", df, c_prev)
         dp[2] += np.einsum("hb,hb->h", do, cs[t + 1])
-        d3[t] = d
         np.matmul(w.T, d, out=dh)
     d_flat = feature_major(d3)
     return d_flat, (dh, dc), {"w_hh": weight_grad(d_flat, hbuf), "peep": dp}
