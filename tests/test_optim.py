@@ -78,28 +78,3 @@ def test_clipping_scales_to_the_limit_and_returns_the_norm_before():
     g = np.array([30.0, 40.0])
     assert clip_grad_norm_(g, 0.0) == pytest.approx(50.0) and g.tolist() == [30.0, 40.0]  # 0: off
 
-
-@pytest.mark.parametrize("name", OPTIMIZERS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_update_in_blocks_equals_the_update_at_once(name, dtype, monkeypatch):
-    """``Optimizer.step`` runs its passes one cache-sized block at a time; every entry must get exactly
-    the update (parameters and state) that one pass over the whole vectors gives, at any block size,
-    weight decay masked or not, over several steps (SGD's first step is special)."""
-    rng = np.random.default_rng(3)
-    n = 1_000
-    p0 = rng.standard_normal(n).astype(dtype)
-    mask = (rng.random(n) > 0.4).astype(dtype)
-    grads = [rng.standard_normal(n).astype(dtype) for _ in range(4)]
-    results = []
-    for block in (n, 7, 64):
-        monkeypatch.setattr(Optimizer, "BLOCK", block)
-        opt, p = Optimizer(name, n, dtype, weight_decay=0.05, decay_mask=mask), p0.copy()
-        for k, g in enumerate(grads):
-            opt.step(p, g.copy(), 1e-2 * (k + 1))
-        results.append((p, opt.state))
-    (p_whole, s_whole), *blocked = results
-    assert not np.array_equal(p_whole, p0)
-    for p, s in blocked:
-        np.testing.assert_array_equal(p, p_whole)
-        for key in s_whole:
-            np.testing.assert_array_equal(s[key], s_whole[key])
