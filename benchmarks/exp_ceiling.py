@@ -13,7 +13,9 @@ thread per process:
              two cores slow each other down (shared cache, memory, or a host that placed both
              virtual CPUs on one physical core) when neither's work shrinks.
 
-speed-up = chars/s over ``one``'s. ``twins`` is the ceiling the hardware allows two workers;
+speed-up = chars/s over ``one``'s: the median of the per-block ratios (each block of a way against
+the ``one`` block of the same round), so drift between rounds cancels. ``twins`` is the ceiling the
+hardware allows two workers;
 ``halves`` adds what halving each worker's matrix columns costs; ``coupled`` adds the coupling.
 
     python benchmarks/exp_ceiling.py --configs b default c --blocks 5 --steps 4
@@ -83,7 +85,6 @@ def run(name: str, blocks: int, steps: int) -> dict[str, float]:
     impls = {"halves": Independent(name, 2, B // 2), "twins": Independent(name, 2, B),
              "coupled": bt.OursWorkers(cell, L, H, E, V, B, 2, coupled_data),
              "one": bt.Ours(cell, L, H, E, V, B, threads=1)}
-    chars = {"halves": B, "twins": 2 * B, "coupled": B, "one": B}
     data = {"one": one_data, "coupled": coupled_data, "halves": None, "twins": None}
     cps: dict[str, list[float]] = {k: [] for k in impls}
     try:
@@ -91,19 +92,22 @@ def run(name: str, blocks: int, steps: int) -> dict[str, float]:
             bt.timed_block(impls[k], data[k], 2)
         for _ in range(blocks):
             for k, impl in impls.items():
-                secs = impl.block(steps) if isinstance(impl, Independent) else bt.timed_block(impl, data[k], steps)
-                cps[k].append(chars[k] * T * steps / secs)
+                if isinstance(impl, Independent):
+                    cps[k].append(impl.chars_per_step * T * steps / impl.block(steps))
+                else:
+                    cps[k].append(B * T * steps / bt.timed_block(impl, data[k], steps))
                 set_threads(1)
     finally:
         for k in ("halves", "twins", "coupled"):
             impls[k].close()
-    base = statistics.median(cps["one"])
+    speedup = {k: [a / b for a, b in zip(v, cps["one"])] for k, v in cps.items()}
     print(f"config {name} ({cell} {L}x{H} B{B} T{T}), one BLAS thread per process, {blocks} × {steps} steps")
-    print(f"{'way':8} {'rows each':>9} {'chars/s':>9} {'speed-up':>8}")
-    for k, rows in (("one", B), ("twins", B), ("halves", B // 2), ("coupled", B // 2)):
-        c = statistics.median(cps[k])
-        print(f"{k:8} {rows:9d} {c:9.0f} {c / base:8.2f}", flush=True)
-    return {k: statistics.median(v) / base for k, v in cps.items()}
+    print(f"{'way':8} {'rows each':>9} {'chars/s':>9} {'speed-up':>8} {'(blocks: min–max)':>18}")
+    for k, rows in (("one", B), ("twins", B), ("halves", B // 2), ("coupled", B - B // 2)):
+        r = speedup[k]
+        print(f"{k:8} {rows:9d} {statistics.median(cps[k]):9.0f} {statistics.median(r):8.2f} "
+              f"{min(r):11.2f}–{max(r):.2f}", flush=True)
+    return {k: statistics.median(v) for k, v in speedup.items()}
 
 
 def main():

@@ -14,7 +14,9 @@ then the same step's matrix products alone, in four groups:
 (Layer 0's input projection is a table lookup; its few small products are counted as "the rest".)
 Medians of the reps. "the rest" = step − all products: elementwise gate work, copies, the loss,
 the lookups, clipping and Adam. "products only" is the ceiling on chars/s of a worker whose
-everything-but-products cost nothing.
+everything-but-products cost nothing. The products timed alone read the same operands every time
+(in cache), where the step's read what the time loop just wrote: whatever they lose to that inside
+the step is counted in "the rest", which is so an upper estimate.
 
     python benchmarks/exp_step_parts.py --configs default b c --reps 9
 """
@@ -28,17 +30,16 @@ import time
 import bench_train as bt  # first: the CPU's own BLAS kernel (blas_env), lstmgen on the path
 import numpy as np
 
+from lstmgen.cells import CELLS
 from lstmgen.heap import keep_freed_memory
 from lstmgen.parallel import default_workers
 from lstmgen.threads import set_threads
-
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
 def product_groups(cell: str, L: int, H: int, V: int, b: int, T: int) -> dict[str, list]:
     """Closures running one step's matrix products of each group, on random float32 operands."""
     rng = np.random.default_rng(0)
-    G = GATES[cell] * H
+    G = CELLS[cell].gates * H
 
     def m(*shape):
         return rng.standard_normal(shape, dtype=np.float32)
@@ -96,9 +97,9 @@ def run(name: str, rows: int | None, reps: int) -> None:
             times[k].append(_secs(f))
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     prods = sum(med[k] for k in groups)
-    flops = {"recurrent": 2 * 2 * L * T * GATES[cell] * H * H * b,
-             "weights": 2 * (2 * L - 1) * GATES[cell] * H * H * T * b,
-             "inputs": 2 * 2 * (L - 1) * GATES[cell] * H * H * T * b, "decoder": 3 * 2 * V * H * T * b}
+    flops = {"recurrent": 2 * 2 * L * T * CELLS[cell].gates * H * H * b,
+             "weights": 2 * (2 * L - 1) * CELLS[cell].gates * H * H * T * b,
+             "inputs": 2 * 2 * (L - 1) * CELLS[cell].gates * H * H * T * b, "decoder": 3 * 2 * V * H * T * b}
     print(f"config {name} ({cell} {L}x{H}, {b} rows, T{T}, V{V}), one BLAS thread, medians of {reps}")
     print(f"{'part':12} {'ms':>7} {'share':>6} {'GFLOP/s':>8}")
     for k in groups:

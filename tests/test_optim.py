@@ -77,4 +77,3 @@ def test_clipping_scales_to_the_limit_and_returns_the_norm_before():
     assert clip_grad_norm_(g, 1.0) == pytest.approx(0.5) and g.tolist() == [0.3, 0.4]  # under the limit: untouched
     g = np.array([30.0, 40.0])
     assert clip_grad_norm_(g, 0.0) == pytest.approx(50.0) and g.tolist() == [30.0, 40.0]  # 0: off
-
