@@ -294,3 +294,21 @@ def test_a_signal_between_agreement_and_decision_keeps_the_workers_in_step(corpu
     reason, step = r.stdout.split()
     assert reason == "SIGTERM" and int(step) >= 4
     assert meta(tmp_path / "run")["train"]["step"] == int(step)
+
+
+def test_a_run_records_its_dropout_scheme_and_resuming_an_older_one_says_it_goes_on_differently(corpus, tmp_path):
+    from lstmgen import checkpoint as ckpt_io
+
+    run = tmp_path / "run"
+    train(corpus, run, "--max-steps", "6", "--workers", "1")
+    assert meta(run)["train"]["dropout_masks"] == "philox-per-row-u16"
+    r = cli("train", "--resume", run, "--max-steps", "8")
+    assert r.returncode == 0, r.stderr
+    assert "dropout masks" not in r.stderr  # this version's own run: exact, nothing to say
+    ck = ckpt_io.load(run / "latest.npz")  # as an earlier lstmgen (float masks) left it
+    ck.meta["train"]["dropout_masks"] = "philox-per-row"
+    ckpt_io.save(run / "latest.npz", ck)
+    r = cli("train", "--resume", run, "--max-steps", "10")
+    assert r.returncode == 0, r.stderr
+    assert "dropout masks up to step 8 were drawn the way an earlier lstmgen drew them" in " ".join(r.stderr.split())
+    assert meta(run)["train"]["dropout_masks"] == "philox-per-row-u16" and meta(run)["train"]["step"] == 10

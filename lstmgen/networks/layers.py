@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstmgen.cells import CELLS, CellSpec, flat
+from lstmgen.dropout import RowStreams, keep_scale
 
 
 def flat_views(shapes: dict[str, tuple[int, ...]], dtype) -> tuple[np.ndarray, dict]:
@@ -125,9 +126,15 @@ def time_major_plus(xp_flat: np.ndarray, bias: np.ndarray, T: int) -> np.ndarray
 
 
 def dropout_mask(rng, shape: tuple[int, ...], p: float, dtype) -> np.ndarray:
-    """Inverted dropout: kept units scaled by 1/(1 − p) (one draw of ``shape`` from rng)."""
-    mask = rng.random(shape, dtype=dtype) >= p
-    return mask.astype(dtype) * dtype(1.0 / (1.0 - p))
+    """Inverted dropout: kept units scaled by 1/P(kept), one draw of ``shape`` from rng — the training
+    loop's per-row streams (``lstmgen.dropout.RowStreams``), or a numpy Generator (kept where a
+    uniform draw is ≥ p, scaled by 1/(1 − p))."""
+    if isinstance(rng, RowStreams):
+        mask, scale = rng.keep(shape, p).astype(dtype), keep_scale(p)
+    else:
+        mask, scale = (rng.random(shape, dtype=dtype) >= p).astype(dtype), 1.0 / (1.0 - p)
+    mask *= dtype(scale)
+    return mask
 
 
 def stack_forward(cfg, params, ids: np.ndarray, state, rng=None, sfx: str = "", mask_top: bool = True):

@@ -20,6 +20,7 @@ import numpy as np
 
 from lstmgen import checkpoint as ckpt_io
 from lstmgen.corpus import Corpus
+from lstmgen.dropout import SCHEME as DROPOUT_SCHEME
 from lstmgen.dropout import RowStreams
 from lstmgen.errors import DivergenceError, LstmgenError
 from lstmgen.model import CharLM
@@ -126,6 +127,10 @@ class Trainer:
         self.best_val = mt.get("best_val_loss")
         self.last_val = mt.get("last_val_loss")
         self.bad_evals = int(mt.get("bad_evals", 0))
+        if self.step and model.cfg.dropout > 0 and mt.get("dropout_masks", "philox-per-row") != DROPOUT_SCHEME:
+            self.warnings.append(f"this run's dropout masks up to step {self.step} were drawn the way an earlier "
+                                 "lstmgen drew them; from here on they follow this version's, so the run goes on "
+                                 "as it would have, but not bit for bit")
         # how far the cosine schedule had run by time when this invocation started (see lr)
         p0 = mt.get("schedule_progress", 0.0)
         self.progress0 = min(1.0, max(0.0, float(p0))) if isinstance(p0, int | float) and math.isfinite(p0) else 0.0
@@ -230,7 +235,7 @@ class Trainer:
                 "step": self.step, "epoch": self.epoch, "batch": self.batch,
                 "effective_batch_size": self.B, "effective_seq_len": self.T,
                 "best_val_loss": self.best_val, "last_val_loss": self.last_val,
-                "bad_evals": self.bad_evals, "dropout_masks": "philox-per-row", "workers": self.group.workers,
+                "bad_evals": self.bad_evals, "dropout_masks": DROPOUT_SCHEME, "workers": self.group.workers,
                 "schedule_progress": self.time_progress() or self.progress0,
             },
             "corpus": self.corpus_meta,
