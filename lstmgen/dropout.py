@@ -6,8 +6,11 @@ mask whether the batch runs in one process or is split into row blocks across wo
 resuming needs no generator state at all (the step says where every stream is).
 
 A unit is kept when a 16-bit number from its row's stream is at least ``threshold(p)`` =
-round(p · 65536): the drop probability is p to within 1/131072, and the kept units are scaled by
-the exact inverse of the keep probability, so a mask's expected value is 1. (Four decisions per
+min(65535, round(p · 65536)): the drop probability is p to within 1/131072 (for p ≤ 1 − 2⁻¹⁷; a p
+below 2⁻¹⁷ drops nothing), and the kept units are scaled by the exact inverse of the keep
+probability, so a mask's expected value is 1. The numbers: row j's stream is
+``Philox(key=[seed, row0 + j], counter=[0, 0, draw, step])``; each 64-bit output gives four, low 16
+bits first, to the units in C order over the mask's leading dimensions. (Four decisions per
 64-bit draw: measured, a quarter of the generator time a float per unit took — about 5 ms of a
 default training step's ~120 — at no cost to the math.)
 """

@@ -24,7 +24,8 @@ class ForwardLM(Network):
 
         x      (B, T) int character ids
         state  per layer, tuple of (rows, B) arrays (see ``zero_state``)
-        rng    a numpy Generator for dropout masks, or None for evaluation (no dropout)
+        rng    where dropout masks come from (the training loop's ``dropout.RowStreams``, or a numpy
+               Generator; ``layers.dropout_mask``), or None for evaluation (no dropout)
         returns (logits (V, T·B) with column t·B + b, new state, cache for ``backward``)
         """
         ids = np.ascontiguousarray(x.T)  # (T, B)

@@ -95,7 +95,7 @@ def _steps(cfg, params, x0: np.ndarray, state, masks):
 
     x0     (T, H, B) layer 0's input projection of every character, b_ih + b_yh included (time-major)
     state  [(h0, y), (h1,), …]
-    masks  per layer a dropout mask (H, T, B) (already scaled by 1/(1 − p)), or None
+    masks  per layer a dropout mask (H, T, B) (already scaled by 1/P(kept): ``layers.dropout_mask``), or None
     returns (logits (V, T·B) with column t·B + b, new state, cache)
     """
     T, H, B = x0.shape

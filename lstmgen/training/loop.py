@@ -128,9 +128,9 @@ class Trainer:
         self.last_val = mt.get("last_val_loss")
         self.bad_evals = int(mt.get("bad_evals", 0))
         if self.step and model.cfg.dropout > 0 and mt.get("dropout_masks", "philox-per-row") != DROPOUT_SCHEME:
-            self.warnings.append(f"this run's dropout masks up to step {self.step} were drawn the way an earlier "
-                                 "lstmgen drew them; from here on they follow this version's, so the run goes on "
-                                 "as it would have, but not bit for bit")
+            self.warnings.append(f"this run's dropout masks up to step {self.step} were drawn by another lstmgen "
+                                 "version; from here on they follow this version's: the same dropout rate, other "
+                                 "masks, so the run does not continue bit for bit as that version would have")
         # how far the cosine schedule had run by time when this invocation started (see lr)
         p0 = mt.get("schedule_progress", 0.0)
         self.progress0 = min(1.0, max(0.0, float(p0))) if isinstance(p0, int | float) and math.isfinite(p0) else 0.0
